@@ -1,0 +1,28 @@
+# The two set-up commands: `make demo` and `make test`. Each creates .venv on a fresh machine.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test install clean bench
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bert3d demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
+
+bench: $(STAMP)
+	$(PY) bench/bench_models.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,55 @@
+"""The small base every backbone builds on: a functional model with named stage outputs."""
+import keras
+
+
+@keras.saving.register_keras_serializable(package="keras_bert3d")
+class Backbone(keras.Model):
+    """A 3D-CNN feature extractor built with the functional API.
+
+    Subclasses validate their arguments, build the graph of named layers from a
+    channels-last clip input ``(B, T, H, W, C)``, call
+    ``super().__init__(inputs=..., outputs=..., name=...)`` and then store every
+    constructor argument in ``self._backbone_config`` (returned by ``get_config``).
+
+    Attributes:
+        stage_outputs: dict of stage name -> symbolic tensor (``"stem"``,
+            ``"stage1"`` ... ``"stage4"``, ``"reduction"``; SlowFast prefixes
+            ``slow_`` / ``fast_``). Useful to build feature sub-models with
+            ``keras.Model(backbone.input, backbone.stage_outputs["stage2"])``.
+        feature_dims: the channel count of each output feature map.
+    """
+
+    def __init__(self, *args, stage_outputs=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.stage_outputs = dict(stage_outputs or {})
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._backbone_config}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @property
+    def num_pathways(self):
+        return len(self.outputs)
+
+    @property
+    def feature_dims(self):
+        return [int(t.shape[-1]) for t in self.outputs]
+
+
+def clip_input(num_frames, image_size, in_channels, name="clip"):
+    """The channels-last clip input every backbone takes; ``None`` sizes are dynamic."""
+    if in_channels not in (2, 3):
+        raise ValueError(f"`in_channels` must be 3 (RGB) or 2 (flow); received in_channels={in_channels!r}")
+    size = None if image_size is None else int(image_size)
+    frames = None if num_frames is None else int(num_frames)
+    return keras.Input(shape=(frames, size, size, in_channels), name=name)
+
+
+def check_choice(name, value, choices):
+    """Raise a ValueError echoing ``value`` unless it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}; received {name}={value!r}")
+    return value

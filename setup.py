@@ -1,0 +1,32 @@
+"""keras_bert3d: late temporal modeling (BERT pooling) for 3D-CNN action recognition, in Keras 3."""
+from setuptools import find_packages, setup
+
+setup(
+    name="keras_bert3d",
+    version="0.1.0",
+    description=(
+        "Keras 3 / TensorFlow implementation of 'Late Temporal Modeling in 3D CNN "
+        "Architectures with BERT for Action Recognition' (Kalfaoglu et al., 2020)"
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_bert3d", "keras_bert3d.*"]),
+    python_requires=">=3.11,<3.12",
+    install_requires=[
+        "tensorflow==2.21.*",
+        "keras>=3.10,<4",
+        "keras-tuner>=1.4.7",
+        "tensorboard==2.21.*",
+        "numpy>=1.26",
+        "av>=12",
+        "h5py",
+    ],
+    extras_require={
+        # Reading the reference's .pth checkpoints (bert3d convert); .npz files need no torch.
+        "torch": ["torch==2.13.0"],
+        # TV-L1 optical flow extraction.
+        "flow": ["opencv-contrib-python-headless>=4.8"],
+        "test": ["pytest>=8", "pytest-xdist>=3"],
+    },
+    entry_points={"console_scripts": ["bert3d=keras_bert3d.cli:main"]},
+)

@@ -1,0 +1,95 @@
+"""Our own small test harness (never keras.src.testing): layer, serialization and saving checks."""
+import json
+import os
+import pathlib
+
+import keras
+import numpy as np
+
+FIXTURES = pathlib.Path(__file__).parent / "fixtures"
+
+
+def load_fixture(name):
+    """(arrays, tolerance) of a parity fixture copied from ../shared/parity."""
+    arrays = dict(np.load(FIXTURES / f"{name}.npz"))
+    tol = json.loads((FIXTURES / "tolerances.json").read_text())[name]["tol"]
+    return arrays, tol
+
+
+def fixture_weights(arrays, prefix=""):
+    """The ``w:`` entries of a fixture as a state dict, optionally re-rooted at ``prefix``."""
+    out = {}
+    for key, value in arrays.items():
+        if key.startswith("w:"):
+            name = key[2:]
+            out[name[len(prefix):] if prefix and name.startswith(prefix) else name] = value
+    return out
+
+
+def ncthw_to_nthwc(x):
+    return np.transpose(x, (0, 2, 3, 4, 1))
+
+
+def assert_close(actual, expected, tol, what="output"):
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    err = float(np.max(np.abs(actual - expected)))
+    assert err <= tol, f"{what}: max |diff| {err:.3g} > tolerance {tol:.1g}"
+    return err
+
+
+def random_clip(batch, frames, size, channels=3, seed=0):
+    return np.random.default_rng(seed).normal(size=(batch, frames, size, size, channels)).astype("float32")
+
+
+def run_serialization_test(obj):
+    """get_config -> from_config gives an object whose config is identical (as JSON)."""
+    config = obj.get_config()
+    json.dumps(config)  # JSON primitives only
+    revived = obj.__class__.from_config(config)
+    assert json.dumps(revived.get_config(), sort_keys=True) == json.dumps(config, sort_keys=True)
+    serialized = keras.saving.serialize_keras_object(obj)
+    again = keras.saving.deserialize_keras_object(serialized)
+    assert again.__class__ is obj.__class__
+    return revived
+
+
+def run_saving_test(model, inputs, tmp_path, atol=1e-6):
+    """A ``.keras`` save/load round trip gives identical outputs."""
+    expected = model(inputs, training=False)
+    path = os.path.join(str(tmp_path), "model.keras")
+    model.save(path)
+    restored = keras.saving.load_model(path)  # safe_mode on: no Lambda, no callables
+    actual = restored(inputs, training=False)
+    for a, e in zip(keras.tree.flatten(actual), keras.tree.flatten(expected)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), atol=atol)
+    return restored
+
+
+def run_fit_step(model, inputs, targets, loss="sparse_categorical_crossentropy"):
+    """One optimiser step moves the trainable weights and yields a finite loss."""
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
+    before = [np.array(w) for w in model.trainable_weights]
+    history = model.fit(inputs, targets, epochs=1, batch_size=len(targets), verbose=0)
+    loss_value = history.history["loss"][0]
+    assert np.isfinite(loss_value)
+    after = [np.array(w) for w in model.trainable_weights]
+    assert any(not np.allclose(a, b) for a, b in zip(before, after)), "fit step changed no weight"
+    return loss_value
+
+
+def run_layer_test(layer, input_data, expected_output_shape, training_differs=False):
+    """Symbolic and eager calls agree on the output shape; the layer serialises."""
+    symbolic = layer(keras.KerasTensor(input_data.shape, dtype="float32"))
+    assert tuple(symbolic.shape) == tuple(expected_output_shape), (symbolic.shape, expected_output_shape)
+    eager = layer(input_data)
+    assert tuple(eager.shape) == tuple(expected_output_shape)
+    if hasattr(layer, "compute_output_shape"):
+        try:
+            shape = layer.compute_output_shape(input_data.shape)
+        except NotImplementedError:
+            shape = None
+        if shape is not None:
+            assert tuple(shape) == tuple(expected_output_shape)
+    run_serialization_test(layer)
+    return eager

@@ -146,6 +146,8 @@ class WeightMap:
                 value = np.transpose(value, np.argsort(CONV_TRANSPOSE))
             elif fn is dense_kernel:
                 value = value.T
+            elif hasattr(fn, "inverse"):
+                value = fn.inverse(value)
             elif fn is not None:
                 raise NotImplementedError(f"No inverse transform for {key!r}")
             out[key] = value

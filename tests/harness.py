@@ -66,8 +66,9 @@ def run_saving_test(model, inputs, tmp_path, atol=1e-6):
     return restored
 
 
-def run_fit_step(model, inputs, targets, loss="sparse_categorical_crossentropy"):
+def run_fit_step(model, inputs, targets, loss=None):
     """One optimiser step moves the trainable weights and yields a finite loss."""
+    loss = loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss=loss)
     before = [np.array(w) for w in model.trainable_weights]
     history = model.fit(inputs, targets, epochs=1, batch_size=len(targets), verbose=0)
@@ -93,3 +94,22 @@ def run_layer_test(layer, input_data, expected_output_shape, training_differs=Fa
             assert tuple(shape) == tuple(expected_output_shape)
     run_serialization_test(layer)
     return eager
+
+
+def identity_backbone(feature_shapes):
+    """A Backbone whose outputs are its inputs: classifier heads on given feature maps."""
+    return IdentityBackbone(feature_shapes=[list(s) for s in feature_shapes])
+
+
+from keras_bert3d.backbones.backbone import Backbone  # noqa: E402
+
+
+@keras.saving.register_keras_serializable(package="keras_bert3d_tests")
+class IdentityBackbone(Backbone):
+    def __init__(self, feature_shapes, **kwargs):
+        inputs = [keras.Input(tuple(s), name=f"features_{i}") for i, s in enumerate(feature_shapes)]
+        outputs = [keras.layers.Identity(name=f"identity_{i}")(x) for i, x in enumerate(inputs)]
+        single = len(inputs) == 1
+        super().__init__(inputs=inputs[0] if single else inputs, outputs=outputs[0] if single else outputs,
+                         **kwargs)
+        self._backbone_config = {"feature_shapes": [list(s) for s in feature_shapes]}

@@ -24,7 +24,8 @@ class Backbone(keras.Model):
         self.stage_outputs = dict(stage_outputs or {})
 
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._backbone_config}
+        return {"name": self.name, "trainable": self.trainable,
+                "dtype": keras.dtype_policies.serialize(self.dtype_policy), **self._backbone_config}
 
     @classmethod
     def from_config(cls, config):

@@ -78,12 +78,17 @@ class Bottleneck3D(keras.layers.Layer):
 
     def build(self, input_shape):
         in_channels = int(input_shape[-1])
-        shape = list(input_shape)
-        self.conv_a.build(shape)
-        shape_a = shape[:-1] + [self.mid_filters]
+
+        def padded(shape, kernel):  # convs are built on the shape they see after padding
+            return tuple(shape[:1]) + tuple(None if d is None else d + 2 * (k // 2)
+                                            for d, k in zip(shape[1:4], kernel)) + tuple(shape[4:])
+
+        shape = tuple(input_shape)
+        self.conv_a.build(padded(shape, self.kernel_a))
+        shape_a = shape[:-1] + (self.mid_filters,)
         self.bn_a.build(shape_a)
-        self.conv_b.build(shape_a)
-        shape_b = self.compute_output_shape(input_shape)[:-1] + (self.mid_filters,)
+        self.conv_b.build(padded(shape_a, self.kernel_b))
+        shape_b = tuple(self.compute_output_shape(input_shape)[:-1]) + (self.mid_filters,)
         self.bn_b.build(shape_b)
         self.conv_c.build(shape_b)
         self.bn_c.build(shape_b[:-1] + (self.filters,))

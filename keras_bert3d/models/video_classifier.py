@@ -1,0 +1,157 @@
+"""VideoClassifier: backbone + temporal pooling (BERT, TGAP or an ablation head) + dropout + linear."""
+import keras
+
+from keras_bert3d.backbones.backbone import Backbone, check_choice
+from keras_bert3d.layers.bert_pooling import BERTPooling
+from keras_bert3d.layers.channel_major_flatten import ChannelMajorFlatten
+from keras_bert3d.layers.lstm_pooling import LSTMPooling
+from keras_bert3d.layers.non_local_block import NonLocalBlock
+from keras_bert3d.layers.temporal_tokens import TemporalTokens
+
+POOLINGS = ("bert", "tgap", "lstm", "concat", "nonlocal_concat")
+FUSIONS = (None, "early", "late")
+
+
+@keras.saving.register_keras_serializable(package="keras_bert3d")
+class VideoClassifier(keras.Model):
+    """A clip classifier: ``backbone`` -> temporal pooling -> Dropout -> [Dense] -> Dense logits.
+
+    The input is the backbone's: a normalised channels-last clip (B, T, H, W, C).
+    The output is the logits (B, num_classes), as the reference's ``fc_action``.
+
+    Args:
+        backbone: a ``Backbone`` (one pathway, or SlowFast's two).
+        num_classes: number of classes.
+        pooling: how the feature map becomes one vector:
+            ``"bert"``: temporal tokens (spatial mean) pooled by ``BERTPooling`` (the paper);
+            ``"tgap"``: temporal global average pooling (mean over T, H, W), the baseline;
+            ``"lstm"``: tokens through ``LSTMPooling``, last step;
+            ``"concat"``: tokens flattened channel-major;
+            ``"nonlocal_concat"``: a ``NonLocalBlock`` on the map, then ``"concat"``.
+            Two-pathway backbones concatenate slow first.
+        fusion: two pathways with ``pooling="bert"`` only: ``"early"`` (the fast tokens
+            are averaged to the slow token count and concatenated on features; one BERT)
+            or ``"late"`` (one BERT per pathway, CLS outputs concatenated).
+        l2_normalize_tokens: divide each token by its L2 norm before pooling (I3D).
+        num_heads, num_layers, bert_dropout, mask_keep_prob, bert_norm, bert_initializer:
+            the ``BERTPooling`` settings (``bert_dropout`` is its ``dropout``).
+        lstm_hidden_dim, lstm_num_layers: the ``LSTMPooling`` settings.
+        head_hidden_dim: ``None``, or the width of a linear layer (no activation)
+            between the dropout and the classifier (the concatenation heads: 1550, 1000).
+        dropout: the rate before the classifier (reference 0.8; 0.7 flow baselines).
+        preprocessing: ``None`` or a JSON dict describing the input the weights expect
+            (frames, frame size, crop size, mean, std, pixel scale); carried, not applied.
+        seed: seed of the BERT masking/dropout randomness.
+    """
+
+    def __init__(self, backbone, num_classes, pooling="bert", fusion=None, l2_normalize_tokens=False,
+                 num_heads=8, num_layers=1, bert_dropout=0.1, mask_keep_prob=0.8, bert_norm="reference",
+                 bert_initializer="bert5", lstm_hidden_dim=450, lstm_num_layers=2, head_hidden_dim=None,
+                 dropout=0.8, preprocessing=None, seed=None, **kwargs):
+        if not isinstance(backbone, Backbone):
+            raise ValueError(f"`backbone` must be a keras_bert3d Backbone; received {type(backbone).__name__}")
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError(f"`num_classes` must be a positive int; received num_classes={num_classes!r}")
+        check_choice("pooling", pooling, POOLINGS)
+        check_choice("fusion", fusion, FUSIONS)
+        pathways = backbone.num_pathways
+        if pathways == 2 and pooling == "bert" and fusion is None:
+            raise ValueError("A two-pathway backbone with pooling='bert' needs fusion='early' or 'late'")
+        if fusion is not None and (pathways != 2 or pooling != "bert"):
+            raise ValueError(f"`fusion` applies to two-pathway backbones with pooling='bert'; received "
+                             f"fusion={fusion!r} with {pathways} pathway(s) and pooling={pooling!r}")
+        if pathways == 2 and pooling not in ("bert", "tgap"):
+            raise ValueError(f"pooling={pooling!r} supports one pathway; two-pathway backbones take 'bert' or 'tgap'")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"`dropout` must be in [0, 1); received dropout={dropout!r}")
+        bert_kwargs = dict(num_heads=num_heads, num_layers=num_layers, dropout=bert_dropout,
+                           mask_keep_prob=mask_keep_prob, norm=bert_norm, initializer=bert_initializer, seed=seed)
+
+        inputs = keras.tree.map_structure(lambda t: keras.Input(shape=t.shape[1:], name=t.name), backbone.input)
+        features = keras.tree.flatten(backbone(inputs))
+
+        def tokens(x, name, num_tokens=None):
+            return TemporalTokens(num_tokens, l2_normalize_tokens, name=name)(x)
+
+        def bert(x, name):
+            # The attention probabilities are a second output of the same node (unused by the
+            # logits; `attention_model` exposes them), since Keras cannot re-call a layer
+            # with a different output structure in one graph.
+            cls, _ = BERTPooling(**bert_kwargs, name=name)(x, return_attention_scores=True)
+            return cls
+
+        if pooling == "tgap":
+            pooled = [keras.layers.GlobalAveragePooling3D(name=name)(f)
+                      for f, name in zip(features, ("tgap", "tgap_fast"))]
+            x = pooled[0] if len(pooled) == 1 else keras.layers.Concatenate(name="tgap_concat")(pooled)
+        elif pooling == "bert" and pathways == 1:
+            x = bert(tokens(features[0], "tokens"), "bert")
+        elif pooling == "bert" and fusion == "early":
+            slow = tokens(features[0], "slow_tokens")
+            fast = tokens(features[1], "fast_tokens", num_tokens=features[0].shape[1])
+            joined = keras.layers.Concatenate(name="token_concat")([slow, fast])
+            x = bert(joined, "bert")
+        elif pooling == "bert":  # late fusion
+            slow = bert(tokens(features[0], "slow_tokens"), "bert_slow")
+            fast = bert(tokens(features[1], "fast_tokens"), "bert_fast")
+            x = keras.layers.Concatenate(name="cls_concat")([slow, fast])
+        elif pooling == "lstm":
+            x = LSTMPooling(lstm_hidden_dim, lstm_num_layers, name="lstm")(tokens(features[0], "tokens"))
+        else:
+            feature_map = features[0]
+            if pooling == "nonlocal_concat":
+                feature_map = NonLocalBlock(name="non_local")(feature_map)
+            x = ChannelMajorFlatten(name="flatten")(tokens(feature_map, "tokens"))
+        x = keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(x)
+        if head_hidden_dim is not None:
+            x = keras.layers.Dense(head_hidden_dim, name="classifier_hidden")(x)
+        logits = keras.layers.Dense(num_classes, name="classifier")(x)
+        super().__init__(inputs=inputs, outputs=logits, **kwargs)
+
+        self.backbone = backbone
+        self._classifier_config = {
+            "num_classes": num_classes, "pooling": pooling, "fusion": fusion,
+            "l2_normalize_tokens": l2_normalize_tokens, "num_heads": num_heads, "num_layers": num_layers,
+            "bert_dropout": bert_dropout, "mask_keep_prob": mask_keep_prob, "bert_norm": bert_norm,
+            "bert_initializer": bert_initializer, "lstm_hidden_dim": lstm_hidden_dim,
+            "lstm_num_layers": lstm_num_layers, "head_hidden_dim": head_hidden_dim, "dropout": dropout,
+            "preprocessing": preprocessing, "seed": seed,
+        }
+
+    @property
+    def num_classes(self):
+        return self._classifier_config["num_classes"]
+
+    @property
+    def preprocessing(self):
+        return self._classifier_config["preprocessing"]
+
+    def bert_layers(self):
+        """The BERTPooling layers by name (``bert``, or ``bert_slow`` and ``bert_fast``)."""
+        return {layer.name: layer for layer in self.layers if isinstance(layer, BERTPooling)}
+
+    def attention_model(self):
+        """A model clip -> ``{"logits": ..., "<bert name>": attention probabilities}``.
+
+        The probabilities (B, heads, N + 1, N + 1) are those of each BERT's last block
+        in inference mode; row 0 is where the CLS token looks: which moments decided.
+        The returned model shares this model's layers and weights.
+        """
+        berts = self.bert_layers()
+        if not berts:
+            raise ValueError(f"attention_model() needs pooling='bert'; this model has "
+                             f"pooling={self._classifier_config['pooling']!r}")
+        outputs = {"logits": self.output}
+        for name, layer in berts.items():
+            outputs[name] = layer.output[1]
+        return keras.Model(self.input, outputs, name=f"{self.name}_attention")
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable,
+                "backbone": keras.saving.serialize_keras_object(self.backbone), **self._classifier_config}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)

@@ -1,0 +1,38 @@
+"""The `bert3d` command: the library's tools, one subcommand each."""
+import argparse
+import os
+import sys
+
+COMMANDS = {
+    "models": ("keras_bert3d.cli.models", "list the presets: backbone, input, tokens, parameters"),
+    "convert": ("keras_bert3d.cli.convert", "convert a reference PyTorch/npz checkpoint to Keras weights"),
+    "demo": ("keras_bert3d.cli.demo", "build a preset, run a clip, show the top classes and BERT attention"),
+}
+
+
+def build_parser():
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="bert3d", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        importlib.import_module(module).add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import importlib
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return module.run(args) or 0
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        print(f"bert3d {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

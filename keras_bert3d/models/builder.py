@@ -1,0 +1,74 @@
+"""build_model / list_models: presets (keras_bert3d/presets.py) -> VideoClassifier."""
+import copy
+import difflib
+import importlib
+import inspect
+
+from keras_bert3d.models.video_classifier import VideoClassifier
+from keras_bert3d.presets import PRESETS
+
+BACKBONES = {
+    "R2Plus1DBackbone": "keras_bert3d.backbones.r2plus1d_backbone",
+    "ResNeXt3DBackbone": "keras_bert3d.backbones.resnext3d_backbone",
+    "I3DBackbone": "keras_bert3d.backbones.i3d_backbone",
+    "SlowFastBackbone": "keras_bert3d.backbones.slowfast_backbone",
+}
+
+
+def list_models():
+    """Every preset name (the reference's architecture names)."""
+    return list(PRESETS)
+
+
+def backbone_class(name):
+    return getattr(importlib.import_module(BACKBONES[name]), name)
+
+
+def get_preset(name):
+    """A deep copy of preset ``name``; unknown names raise with the closest matches."""
+    if name not in PRESETS:
+        close = difflib.get_close_matches(name, PRESETS, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown model {name!r}.{hint} `bert3d models` lists all {len(PRESETS)}.")
+    return copy.deepcopy(PRESETS[name])
+
+
+def _arguments(cls):
+    return {p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", "args")}
+
+
+def resolve_preset(name, **overrides):
+    """The preset's (backbone class, backbone config, classifier config) after ``overrides``.
+
+    An override goes to the classifier if it names a VideoClassifier argument, else to
+    the backbone; ``num_frames`` and ``image_size`` also update the preprocessing record.
+    """
+    preset = get_preset(name)
+    cls = backbone_class(preset["backbone"]["class"])
+    backbone_config = preset["backbone"]["config"]
+    classifier_config = dict(preset["classifier"], preprocessing=preset["preprocessing"])
+    classifier_args, backbone_args = _arguments(VideoClassifier) - {"backbone"}, _arguments(cls)
+    for key, value in overrides.items():
+        if key in classifier_args:
+            classifier_config[key] = value
+        elif key in backbone_args:
+            backbone_config[key] = value
+            if key == "num_frames":
+                classifier_config["preprocessing"]["num_frames"] = value
+            elif key == "image_size":
+                classifier_config["preprocessing"]["crop_size"] = value
+        else:
+            raise ValueError(f"Unknown override {key}={value!r} for {name}; valid: "
+                             f"{sorted(classifier_args | backbone_args)}")
+    return cls, backbone_config, classifier_config
+
+
+def build_model(name, num_classes, **overrides):
+    """Build preset ``name`` (e.g. ``"rgb_r2plus1d_32f_34_bert10"``) with ``num_classes`` classes.
+
+    ``overrides`` change any backbone or classifier argument, e.g.
+    ``build_model("rgb_r2plus1d_32f_34_bert10", 101, num_heads=4, stage_blocks=[1, 1, 1, 1])``.
+    """
+    cls, backbone_config, classifier_config = resolve_preset(name, **overrides)
+    backbone = cls(**backbone_config, name="backbone")
+    return VideoClassifier(backbone, num_classes, name=name, **classifier_config)

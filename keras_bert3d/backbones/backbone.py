@@ -20,7 +20,12 @@ class Backbone(keras.Model):
     """
 
     def __init__(self, *args, stage_outputs=None, **kwargs):
+        # A functional model ignores `dtype`; keep the policy so get_config round-trips it
+        # (the subclasses pass it to every layer they build).
+        dtype = kwargs.pop("dtype", None)
         super().__init__(*args, **kwargs)
+        if dtype is not None:
+            self.dtype_policy = keras.dtype_policies.get(dtype)
         self.stage_outputs = dict(stage_outputs or {})
 
     def get_config(self):

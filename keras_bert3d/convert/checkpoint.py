@@ -92,11 +92,11 @@ def model_weight_map(model):
     return weights
 
 
-def is_backbone_file(state, backbone):
-    """True when ``state`` uses the backbone-only pretrained file's names, not the fine-tuned model's."""
-    model_keys = family_module(backbone).backbone_weight_map(backbone).entries
-    hits = sum(k in model_keys for k in state)
-    return hits < len(state) // 2
+def is_backbone_file(state, model):
+    """True when no key of ``state`` is a key of the fine-tuned reference model: then it is a
+    backbone-only pretrained file (IG65M, Kinetics, ...) with that file's own names."""
+    weights = model_weight_map(model)
+    return not any(k in weights.entries or k in weights.aliases for k in state)
 
 
 def load_reference_weights(model, state, strict=False):
@@ -106,28 +106,31 @@ def load_reference_weights(model, state, strict=False):
     Returns a ``LoadReport``; shape mismatches raise naming the key and both shapes.
     """
     module = family_module(model.backbone)
-    if is_backbone_file(state, model.backbone):
+    backbone_file = is_backbone_file(state, model)
+    if backbone_file:
         state = module.backbone_file_keys(state)
         weights = module.backbone_weight_map(model.backbone)
     else:
         weights = model_weight_map(model)
-    pairs, missing, unexpected = weights.resolve(state)
-    state = {k: v for k, v in state.items()
-             if not (k.startswith(UNUSED_PREFIXES) and k in unexpected)}
-    return weights.load(state, strict=strict)
+    _, _, unexpected = weights.resolve(state)
+    unused = {k for k in unexpected if k.startswith(UNUSED_PREFIXES)}
+    state = {k: v for k, v in state.items() if k not in unused}
+    # The reference builds an FRMB model from the backbone file, then replaces the last block:
+    # that block's tensors do not fit and start from scratch, as there.
+    frmb = model.backbone.get_config().get("feature_reduction") == "frmb"
+    return weights.load(state, strict=strict, skip_mismatched=backbone_file and frmb)
 
 
-def convert_checkpoint(path, arch, num_classes, output, strict=False):
-    """Read ``path``, build preset ``arch`` with ``num_classes``, load, save ``output`` (.weights.h5).
-
-    Returns ``(model, report)``.
+def convert_checkpoint(path, arch, num_classes, output, strict=False, **overrides):
+    """Read ``path``, build preset ``arch`` with ``num_classes`` (and ``build_model`` overrides),
+    load, save ``output`` (.weights.h5) atomically. Returns ``(model, report)``.
     """
-    from keras_bert3d.presets import build_model
+    from keras_bert3d.models.builder import build_model
 
     if not str(output).endswith(".weights.h5"):
         raise ValueError(f"Output must end with .weights.h5; received {output}")
     state = read_state_dict(path)
-    model = build_model(arch, num_classes)
+    model = build_model(arch, num_classes, **overrides)
     report = load_reference_weights(model, state, strict=strict)
     tmp = f"{output}.tmp.weights.h5"
     model.save_weights(tmp)

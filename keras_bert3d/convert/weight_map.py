@@ -29,12 +29,16 @@ class LoadReport:
     loaded: list
     missing: list
     unexpected: list
+    skipped: list = dataclasses.field(default_factory=list)
 
     def summary(self):
         lines = [f"loaded {len(self.loaded)} tensors"]
         if self.missing:
             lines.append(f"missing ({len(self.missing)}): " + ", ".join(self.missing[:20])
                          + (" ..." if len(self.missing) > 20 else ""))
+        if self.skipped:
+            lines.append(f"skipped, shape differs ({len(self.skipped)}): " + ", ".join(self.skipped[:20])
+                         + (" ..." if len(self.skipped) > 20 else ""))
         if self.unexpected:
             lines.append(f"unexpected ({len(self.unexpected)}): " + ", ".join(self.unexpected[:20])
                          + (" ..." if len(self.unexpected) > 20 else ""))
@@ -110,23 +114,29 @@ class WeightMap:
         unexpected = [k for k in keys if k not in used and k not in self.entries and k not in self.aliases]
         return pairs, missing, unexpected
 
-    def load(self, state_dict, strict=False):
+    def load(self, state_dict, strict=False, skip_mismatched=False):
         """Copy ``state_dict`` (name -> array) into the mapped variables.
 
         Every shape is checked before anything is assigned: a mismatch raises a
         ``ValueError`` naming the key, the checkpoint's shape and the model's shape.
-        With ``strict=True`` missing or unexpected keys raise as well.
+        With ``strict=True`` missing or unexpected keys raise as well. With
+        ``skip_mismatched=True`` a mismatched key is left as initialised and listed in
+        ``LoadReport.skipped`` instead (a backbone file loaded into an FRMB model, whose
+        replaced block starts from scratch as in the reference).
         """
         pairs, missing, unexpected = self.resolve(state_dict)
         if strict and (missing or unexpected):
             raise ValueError("Checkpoint does not match the model:\n"
                              + LoadReport([], missing, unexpected).summary())
-        values = []
+        values, skipped = [], []
         for key, src in pairs:
             variable, fn = self.entries[key]
             array = np.asarray(state_dict[src], dtype=np.float32)
             value = fn(array) if fn is not None else array
             want = tuple(variable.shape)
+            if tuple(value.shape) != want and skip_mismatched:
+                skipped.append(src)
+                continue
             if tuple(value.shape) != want:
                 raise ValueError(
                     f"Shape mismatch for {src!r}: the checkpoint has {tuple(array.shape)} "
@@ -135,7 +145,8 @@ class WeightMap:
             values.append((variable, value))
         for variable, value in values:
             variable.assign(value.astype(variable.dtype))
-        return LoadReport([k for k, _ in pairs], missing, unexpected)
+        loaded = [src for _, src in pairs if src not in skipped]
+        return LoadReport(loaded, missing, unexpected, skipped)
 
     def export(self):
         """The inverse: a reference-named state dict (numpy) of the current values."""

@@ -1,0 +1,93 @@
+"""Every preset at full size: the reference's parameter count and state-dict keys (build only, no forward)."""
+import pathlib
+
+import numpy as np
+import pytest
+
+from keras_bert3d.convert.checkpoint import load_reference_weights
+from keras_bert3d.models.builder import build_model, get_preset, list_models, resolve_preset
+from keras_bert3d.models.describe import count_parameters, describe
+from keras_bert3d.presets import PRESETS, REFERENCE_PARAMS_51
+
+KEYS = pathlib.Path(__file__).parent.parent / "fixtures" / "keys"
+NAMES = list_models()
+
+
+def reference_keys(name):
+    out = {}
+    for line in (KEYS / f"{name}.txt").read_text().splitlines():
+        key, shape = line.split(" ", 1)
+        if not key.endswith("num_batches_tracked"):
+            out[key] = tuple(int(v) for v in shape.strip("()").split(",") if v.strip())
+    return out
+
+
+def test_all_reference_names_are_presets():
+    assert len(NAMES) == 27 and set(NAMES) == set(REFERENCE_PARAMS_51)
+    assert {p.stem for p in KEYS.glob("*.txt")} <= set(NAMES)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NAMES)
+def test_preset_matches_reference(name):
+    model = build_model(name, 51)
+    assert count_parameters(model) == REFERENCE_PARAMS_51[name]
+    # A state dict with every key and shape of the reference model loads with nothing missing
+    # or unexpected (the SlowFast FRMB duplicates and the unused SlowFast head included).
+    keys_name = name if (KEYS / f"{name}.txt").exists() else name.replace("_adamw", "")
+    state = {k: np.full(shape, 0.5, np.float32) for k, shape in reference_keys(keys_name).items()}
+    report = load_reference_weights(model, state, strict=False)
+    assert report.missing == [] and report.unexpected == []
+    assert np.all(np.asarray(model.get_layer("classifier").kernel) == 0.5)
+
+
+@pytest.mark.parametrize("name,frames,tokens", [
+    ("rgb_r2plus1d_32f_34_bert10", 32, [[4, 512]]),
+    ("rgb_r2plus1d_64f_34_bert10", 64, [[8, 512]]),
+    ("rgb_resneXt3D64f101_bert10_FRAB", 64, [[4, 512]]),
+    ("rgb_I3D64f_bert2", 64, [[8, 1024]]),
+    ("rgb_I3D64f_bert2_FRMB", 64, [[8, 512]]),
+    ("rgb_slowfast64f_50_bert10_FRMB_early", 64, [[8, 640]]),
+    ("rgb_slowfast64f_50_bert10_FRAB_late", 64, [[8, 512], [32, 256]]),
+    ("rgb_resneXt3D64f101_FRMB_lstm", 64, []),
+])
+def test_tokens_into_bert(name, frames, tokens):
+    info = describe(build_model(name, 51), name)
+    assert info["frames"] == frames and info["tokens"] == tokens
+
+
+def test_preprocessing_carried_by_presets():
+    for name, preset in PRESETS.items():
+        pre = preset["preprocessing"]
+        channels = 2 if name.startswith("flow_") else 3
+        assert len(pre["mean"]) == len(pre["std"]) == channels
+        assert pre["crop_size"] == (112 if ("r2plus1d" in name or "resneXt" in name) else 224)
+        assert pre["frame_size"] == ([128, 170] if pre["crop_size"] == 112 else [256, 340])
+        assert pre["num_frames"] == (32 if "_32f_" in name else 64)
+    assert PRESETS["rgb_resneXt3D64f101"]["preprocessing"]["scale"] == 1.0  # raw 0-255 pixels
+    assert PRESETS["flow_resneXt3D64f101"]["classifier"]["dropout"] == 0.7
+    assert PRESETS["flow_resneXt3D64f101_bert10_FRMB"]["classifier"]["dropout"] == 0.8
+
+
+def test_overrides_route_to_backbone_and_classifier():
+    _, backbone, classifier = resolve_preset("rgb_r2plus1d_32f_34_bert10", num_heads=4, num_frames=8,
+                                             stage_blocks=[1, 1, 1, 1])
+    assert classifier["num_heads"] == 4 and backbone["num_frames"] == 8
+    assert backbone["stage_blocks"] == [1, 1, 1, 1] and classifier["preprocessing"]["num_frames"] == 8
+    assert get_preset("rgb_r2plus1d_32f_34_bert10")["backbone"]["config"]["num_frames"] == 32  # not mutated
+
+
+def test_unknown_names_and_overrides():
+    with pytest.raises(ValueError, match="rgb_r2plus1d_32f_34_bert10"):
+        build_model("rgb_r2plus1d_32f_34_bert1", 51)
+    with pytest.raises(ValueError, match="num_hedas"):
+        build_model("rgb_r2plus1d_32f_34_bert10", 51, num_hedas=4)
+
+
+def test_tiny_preset_runs_and_attends():
+    model = build_model("rgb_r2plus1d_32f_34_bert10", 7, num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1],
+                        stage_filters=[8, 16, 32, 64], num_heads=2)
+    x = np.random.default_rng(0).normal(size=(2, 8, 32, 32, 3)).astype("float32")
+    out = model.attention_model()(x)
+    assert tuple(out["logits"].shape) == (2, 7)
+    assert tuple(out["bert"].shape) == (2, 2, 2, 2)  # 8 frames -> 1 token after 3 temporal halvings, + CLS

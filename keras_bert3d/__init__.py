@@ -1,1 +1,21 @@
-"""keras_bert3d: late temporal modeling with BERT for 3D-CNN action recognition (Keras 3)."""
+"""keras_bert3d: late temporal modeling with BERT for 3D-CNN action recognition (Keras 3).
+
+Public API re-exports only; no logic here.
+"""
+from keras_bert3d.backbones.backbone import Backbone
+from keras_bert3d.backbones.i3d_backbone import I3DBackbone
+from keras_bert3d.backbones.r2plus1d_backbone import R2Plus1DBackbone
+from keras_bert3d.backbones.resnext3d_backbone import ResNeXt3DBackbone
+from keras_bert3d.backbones.slowfast_backbone import SlowFastBackbone
+from keras_bert3d.layers.bert_pooling import BERTPooling
+from keras_bert3d.layers.reference_layer_norm import ReferenceLayerNorm
+from keras_bert3d.layers.temporal_tokens import TemporalTokens
+from keras_bert3d.models.builder import build_model, get_preset, list_models
+from keras_bert3d.models.video_classifier import VideoClassifier
+
+__version__ = "0.1.0"
+__all__ = [
+    "Backbone", "I3DBackbone", "R2Plus1DBackbone", "ResNeXt3DBackbone", "SlowFastBackbone",
+    "BERTPooling", "ReferenceLayerNorm", "TemporalTokens", "VideoClassifier",
+    "build_model", "get_preset", "list_models",
+]

@@ -176,12 +176,15 @@ def _recording(model, records):
 
     try:
         for layer in walk_layers(model):
+            patched.append((layer, vars(layer).get("call")))
             layer.call = recorder(layer, layer.call, _rule(layer))
-            patched.append(layer)
         yield
     finally:
-        for layer in patched:
-            vars(layer).pop("call", None)
+        for layer, own in patched:
+            if own is None:
+                vars(layer).pop("call", None)
+            else:
+                vars(layer)["call"] = own
 
 
 def _input_specs(model, input_shape):

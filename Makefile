@@ -18,10 +18,10 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/bert3d demo
+	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/bert3d demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
 
 bench: $(STAMP)
 	$(PY) bench/bench_models.py

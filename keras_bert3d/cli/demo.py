@@ -38,6 +38,7 @@ def run(args):
     import keras
 
     from keras_bert3d.models.builder import build_model
+    from keras_bert3d.models.describe import count_parameters
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
@@ -55,7 +56,7 @@ def run(args):
     logits = np.asarray(outputs["logits"])[0]
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
-    print(f"{args.model}: {model.count_params():,} parameters, built in {built:.1f}s; "
+    print(f"{args.model}: {count_parameters(model):,} parameters, built in {built:.1f}s; "
           f"clip {tuple(clip.shape[1:])} -> {args.num_classes} classes in {seconds:.2f}s "
           f"({'converted weights' if args.weights else 'random initialisation'})")
     print("top-5 classes:")

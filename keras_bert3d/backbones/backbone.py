@@ -53,9 +53,3 @@ def clip_input(num_frames, image_size, in_channels, name="clip"):
     frames = None if num_frames is None else int(num_frames)
     return keras.Input(shape=(frames, size, size, in_channels), name=name)
 
-
-def check_choice(name, value, choices):
-    """Raise a ValueError echoing ``value`` unless it is one of ``choices``."""
-    if value not in choices:
-        raise ValueError(f"`{name}` must be one of {list(choices)}; received {name}={value!r}")
-    return value

@@ -1,9 +1,10 @@
 """I3DBackbone: the Inception-v1 I3D feature extractor of the reference (piergiaj/pytorch-i3d)."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, check_choice, clip_input
+from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.inception_module import BRANCH_NAMES, InceptionModule
-from keras_bert3d.layers.unit3d import Unit3D, check_bn_args, check_positive_ints
+from keras_bert3d.layers.unit3d import Unit3D
+from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints
 
 # The 16 end-points in order; end-point k is `features.<k>` in the reference state dict.
 ENDPOINTS = (

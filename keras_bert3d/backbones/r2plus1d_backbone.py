@@ -1,9 +1,10 @@
 """R2Plus1DBackbone: the R(2+1)D-18/34 feature extractor of the reference (IG65M R(2+1)D-34)."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, check_choice, clip_input
+from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.conv2plus1d import Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
+from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints
 
 # Blocks per stage of the torchvision VideoResNet depths.
 DEPTH_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -13,13 +14,6 @@ STAGE_STRIDES = (1, 2, 2, 2)
 STEM_SPATIAL_KERNEL = (1, 7, 7)
 STEM_SPATIAL_STRIDES = (1, 2, 2)
 STEM_TEMPORAL_KERNEL = (3, 1, 1)
-
-
-def _check_widths(name, value, length):
-    if (not isinstance(value, (list, tuple)) or len(value) != length
-            or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in value)):
-        raise ValueError(f"`{name}` must be {length} positive ints; received {name}={value!r}")
-    return [int(v) for v in value]
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -57,10 +51,10 @@ class R2Plus1DBackbone(Backbone):
                  bn_epsilon=1e-3, bn_momentum=0.1, **kwargs):
         check_choice("depth", depth, sorted(DEPTH_BLOCKS))
         if stage_blocks is not None:
-            stage_blocks = _check_widths("stage_blocks", stage_blocks, len(STAGE_STRIDES))
+            stage_blocks = check_positive_ints("stage_blocks", stage_blocks, len(STAGE_STRIDES))
         blocks_per_stage = list(DEPTH_BLOCKS[depth]) if stage_blocks is None else stage_blocks
-        stage_filters = _check_widths("stage_filters", stage_filters, len(STAGE_STRIDES))
-        stem_filters = _check_widths("stem_filters", stem_filters, 2)
+        stage_filters = check_positive_ints("stage_filters", stage_filters, len(STAGE_STRIDES))
+        stem_filters = check_positive_ints("stem_filters", stem_filters, 2)
         if not isinstance(caffe2_mid, bool):
             raise ValueError(f"`caffe2_mid` must be True or False; received caffe2_mid={caffe2_mid!r}")
         if feature_reduction is not None:
@@ -68,10 +62,7 @@ class R2Plus1DBackbone(Backbone):
                 "R(2+1)D has no feature-reduction block in the reference (its output already has "
                 f"{stage_filters[-1]} channels): `feature_reduction` must be None; "
                 f"received feature_reduction={feature_reduction!r}")
-        if not 0 < bn_epsilon:
-            raise ValueError(f"`bn_epsilon` must be > 0; received bn_epsilon={bn_epsilon!r}")
-        if not 0 <= bn_momentum <= 1:
-            raise ValueError(f"`bn_momentum` must be in [0, 1]; received bn_momentum={bn_momentum!r}")
+        check_bn_args(bn_epsilon, bn_momentum)
         dtype = kwargs.get("dtype")
 
         def bn(name):

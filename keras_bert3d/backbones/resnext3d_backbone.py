@@ -1,8 +1,9 @@
 """ResNeXt3DBackbone: Kensho Hara's 3D ResNeXt-101 (32 groups) with the paper's FRMB/FRAB."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, check_choice, clip_input
+from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
+from keras_bert3d.validation import check_bn_args, check_choice, check_positive_int, check_positive_ints
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 FEATURE_REDUCTIONS = (None, "frmb", "frab")
@@ -10,25 +11,6 @@ STEM_KERNEL = 7
 STEM_STRIDES = (1, 2, 2)
 POOL_SIZE = 3
 POOL_STRIDE = 2
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; received {name}={value!r}")
-    return value
-
-
-def _int_list(name, value, length=4):
-    try:
-        items = list(value)
-    except TypeError:
-        items = None
-    if items is None or len(items) != length:
-        raise ValueError(f"`{name}` must be {length} positive ints; received {name}={value!r}")
-    for item in items:
-        if isinstance(item, bool) or not isinstance(item, int) or item < 1:
-            raise ValueError(f"`{name}` must be {length} positive ints; received {name}={value!r}")
-    return items
 
 
 def mid_filters(filters, cardinality):
@@ -81,22 +63,18 @@ class ResNeXt3DBackbone(Backbone):
             check_choice("depth", depth, tuple(STAGE_BLOCKS))
             blocks = list(STAGE_BLOCKS[depth])
         else:
-            blocks = _int_list("stage_blocks", stage_blocks)
-        filters = _int_list("stage_filters", stage_filters)
-        _positive_int("cardinality", cardinality)
-        _positive_int("stem_filters", stem_filters)
-        _positive_int("reduction_dim", reduction_dim)
+            blocks = check_positive_ints("stage_blocks", stage_blocks, 4)
+        filters = check_positive_ints("stage_filters", stage_filters, 4)
+        check_positive_int("cardinality", cardinality)
+        check_positive_int("stem_filters", stem_filters)
+        check_positive_int("reduction_dim", reduction_dim)
         for name, value in (("stage_filters", filters), ("reduction_dim", [reduction_dim])):
             if any(mid_filters(f, cardinality) < 1 for f in value):
                 raise ValueError(
                     f"`{name}` must be at least 2 * cardinality ({2 * cardinality}) so each "
                     f"group has a channel; received {name}={value!r}")
         check_choice("feature_reduction", feature_reduction, FEATURE_REDUCTIONS)
-        if not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
-            raise ValueError(f"`bn_epsilon` must be > 0; received bn_epsilon={bn_epsilon!r}")
-        if not isinstance(bn_momentum, (int, float)) or not 0 <= bn_momentum < 1:
-            raise ValueError(
-                f"`bn_momentum` must be in [0, 1); received bn_momentum={bn_momentum!r}")
+        check_bn_args(bn_epsilon, bn_momentum)
         kwargs.setdefault("name", "resnext3d_backbone")
         dtype = kwargs.get("dtype")
 

@@ -1,10 +1,11 @@
 """SlowFastBackbone: SlowFast-R50 8x8 (PySlowFast SLOWFAST_8x8_R50) with the paper's FRMB/FRAB blocks."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, check_choice, clip_input
+from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
 from keras_bert3d.layers.temporal_subsample import TemporalSubsample
+from keras_bert3d.validation import check_choice, check_positive_int
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # Per res stage s2..s5 (SLOWFAST_8x8_R50.yaml): temporal kernel of conv a, spatial stride of conv b.
@@ -17,12 +18,6 @@ FAST_STEM_KERNEL = (5, 7, 7)
 BOTTLENECK_EXPANSION = 4
 FEATURE_REDUCTIONS = (None, "frmb", "frab")
 FUSIONS = (None, "early", "late")
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; received {name}={value!r}")
-    return value
 
 
 def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum):
@@ -100,7 +95,7 @@ class SlowFastBackbone(Backbone):
                            ("fusion_ratio", fusion_ratio), ("fusion_kernel", fusion_kernel),
                            ("slow_stride", slow_stride), ("fast_stride", fast_stride),
                            ("reduction_dim", reduction_dim), ("fast_reduction_dim", fast_reduction_dim)):
-            _positive_int(arg, value)
+            check_positive_int(arg, value)
         if slow_width % beta_inv:
             raise ValueError(f"`slow_width` must be divisible by `beta_inv`; received "
                              f"slow_width={slow_width!r}, beta_inv={beta_inv!r}")

@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from keras_bert3d.layers.padding import conv_output_size, same_padding, symmetric_pad, triple
+from keras_bert3d.validation import check_bn_args, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -36,8 +37,8 @@ class Bottleneck3D(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("filters", filters), ("mid_filters", mid_filters), ("groups", groups)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive int; received {arg}={value!r}")
+            check_positive_int(arg, value)
+        check_bn_args(bn_epsilon, bn_momentum)
         if mid_filters % groups:
             raise ValueError(f"`mid_filters` ({mid_filters}) must be divisible by `groups` ({groups})")
         if projection not in (None, True, False):

@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from keras_bert3d.layers.padding import conv_output_size, symmetric_pad, triple
+from keras_bert3d.validation import check_bn_args, check_positive_int
 
 # The reference factorises a k x k x k convolution with k = 3 (models/r2plus1d/resnet.py:42-58).
 KERNEL_SIZE = 3
@@ -42,16 +43,12 @@ class Conv2Plus1D(keras.layers.Layer):
 
     def __init__(self, filters, mid_filters, strides=1, bn_epsilon=1e-3, bn_momentum=0.1, **kwargs):
         super().__init__(**kwargs)
-        for arg, value in (("filters", filters), ("mid_filters", mid_filters)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive int; received {arg}={value!r}")
+        check_positive_int("filters", filters)
+        check_positive_int("mid_filters", mid_filters)
         strides = triple(strides, "strides")
         if any(s < 1 for s in strides):
             raise ValueError(f"`strides` must be positive; received strides={strides!r}")
-        if not 0 < bn_epsilon:
-            raise ValueError(f"`bn_epsilon` must be > 0; received bn_epsilon={bn_epsilon!r}")
-        if not 0 <= bn_momentum <= 1:
-            raise ValueError(f"`bn_momentum` must be in [0, 1]; received bn_momentum={bn_momentum!r}")
+        check_bn_args(bn_epsilon, bn_momentum)
         self.filters = filters
         self.mid_filters = mid_filters
         self.strides = strides
@@ -84,9 +81,8 @@ class Conv2Plus1D(keras.layers.Layer):
         It makes the (2+1)D pair have about as many weights as one 3x3x3 conv in -> out
         (e.g. 64 -> 64: 144; 64 -> 128: 230; 128 -> 128: 288).
         """
-        for arg, value in (("in_channels", in_channels), ("filters", filters)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive int; received {arg}={value!r}")
+        check_positive_int("in_channels", in_channels)
+        check_positive_int("filters", filters)
         k = KERNEL_SIZE
         return (in_channels * filters * k * k * k) // (in_channels * k * k + k * filters)
 

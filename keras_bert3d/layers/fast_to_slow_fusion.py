@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from keras_bert3d.layers.padding import conv_output_size, symmetric_pad
+from keras_bert3d.validation import check_bn_args, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -26,14 +27,10 @@ class FastToSlowFusion(keras.layers.Layer):
                  **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("fusion_ratio", fusion_ratio), ("kernel_t", kernel_t), ("alpha", alpha)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"`{arg}` must be a positive int; received {arg}={value!r}")
+            check_positive_int(arg, value)
         if kernel_t % 2 == 0:
             raise ValueError(f"`kernel_t` must be odd (symmetric padding); received kernel_t={kernel_t!r}")
-        if not 0.0 < float(bn_epsilon):
-            raise ValueError(f"`bn_epsilon` must be > 0; received bn_epsilon={bn_epsilon!r}")
-        if not 0.0 <= float(bn_momentum) < 1.0:
-            raise ValueError(f"`bn_momentum` must be in [0, 1); received bn_momentum={bn_momentum!r}")
+        check_bn_args(bn_epsilon, bn_momentum)
         self.fusion_ratio = fusion_ratio
         self.kernel_t = kernel_t
         self.alpha = alpha

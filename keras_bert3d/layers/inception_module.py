@@ -2,7 +2,8 @@
 import keras
 from keras import ops
 
-from keras_bert3d.layers.unit3d import Unit3D, check_bn_args, check_positive_ints
+from keras_bert3d.layers.unit3d import Unit3D
+from keras_bert3d.validation import check_bn_args, check_positive_ints
 
 # Sublayer names in branch_filters order; they match the reference keys `<prefix>.b0.conv3d.weight` ...
 # (`b3a`, the branch-3 max-pool, has no weights).

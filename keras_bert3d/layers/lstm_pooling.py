@@ -3,12 +3,7 @@ import math
 
 import keras
 from keras import ops
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"`{name}` must be a positive int; received {name}={value!r}")
-    return value
+from keras_bert3d.validation import check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -35,8 +30,8 @@ class LSTMPooling(keras.layers.Layer):
 
     def __init__(self, hidden_dim=450, num_layers=2, **kwargs):
         super().__init__(**kwargs)
-        self.hidden_dim = _positive_int("hidden_dim", hidden_dim)
-        self.num_layers = _positive_int("num_layers", num_layers)
+        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        self.num_layers = check_positive_int("num_layers", num_layers)
         self.kernels = []
         self.recurrent_kernels = []
         self.input_biases = []

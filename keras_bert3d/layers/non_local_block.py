@@ -3,6 +3,7 @@ import math
 
 import keras
 from keras import ops
+from keras_bert3d.validation import check_bn_args
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -36,10 +37,7 @@ class NonLocalBlock(keras.layers.Layer):
                                            or inter_channels < 1):
             raise ValueError(f"`inter_channels` must be None or a positive int; "
                              f"received inter_channels={inter_channels!r}")
-        if isinstance(bn_epsilon, bool) or not isinstance(bn_epsilon, (int, float)) or bn_epsilon <= 0:
-            raise ValueError(f"`bn_epsilon` must be a positive number; received bn_epsilon={bn_epsilon!r}")
-        if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) or not 0 <= bn_momentum < 1:
-            raise ValueError(f"`bn_momentum` must be in [0, 1); received bn_momentum={bn_momentum!r}")
+        check_bn_args(bn_epsilon, bn_momentum)
         self.inter_channels = inter_channels
         self.bn_epsilon = float(bn_epsilon)
         self.bn_momentum = float(bn_momentum)

@@ -4,11 +4,7 @@ from keras import ops
 
 from keras_bert3d.layers.conv2plus1d import KERNEL_SIZE, Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.padding import conv_output_size, triple
-
-
-def _check_optional_width(name, value):
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"`{name}` must be None or a positive int; received {name}={value!r}")
+from keras_bert3d.validation import check_bn_args, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -35,17 +31,13 @@ class R2Plus1DBlock(keras.layers.Layer):
     def __init__(self, filters, strides=1, mid_filters=None, conv2_mid_filters=None,
                  bn_epsilon=1e-3, bn_momentum=0.1, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"`filters` must be a positive int; received filters={filters!r}")
-        _check_optional_width("mid_filters", mid_filters)
-        _check_optional_width("conv2_mid_filters", conv2_mid_filters)
+        check_positive_int("filters", filters)
+        check_positive_int("mid_filters", mid_filters, optional=True)
+        check_positive_int("conv2_mid_filters", conv2_mid_filters, optional=True)
         strides = triple(strides, "strides")
         if any(s < 1 for s in strides):
             raise ValueError(f"`strides` must be positive; received strides={strides!r}")
-        if not 0 < bn_epsilon:
-            raise ValueError(f"`bn_epsilon` must be > 0; received bn_epsilon={bn_epsilon!r}")
-        if not 0 <= bn_momentum <= 1:
-            raise ValueError(f"`bn_momentum` must be in [0, 1]; received bn_momentum={bn_momentum!r}")
+        check_bn_args(bn_epsilon, bn_momentum)
         self.filters = filters
         self.strides = strides
         self.mid_filters = mid_filters

@@ -1,6 +1,7 @@
 """Unit3D: the I3D conv unit, a bias-free 3D convolution with TF 'SAME' padding, BatchNorm and ReLU."""
 import keras
 from keras import ops
+from keras_bert3d.validation import check_bn_args, check_positive_ints
 
 
 def same_output_size(size, stride):
@@ -15,12 +16,6 @@ def pytorch_default_conv_initializer():
     return keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in", distribution="uniform")
 
 
-def check_positive_ints(name, values):
-    """Raise a ValueError echoing ``values`` unless every entry is a positive int."""
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise ValueError(f"`{name}` must hold positive ints; received {name}={values!r}")
-
-
 def positive_triple(name, value):
     """An int or 3 positive ints -> a (T, H, W) tuple; anything else raises a ValueError."""
     values = [value] * 3 if isinstance(value, int) and not isinstance(value, bool) else value
@@ -28,13 +23,6 @@ def positive_triple(name, value):
         raise ValueError(f"`{name}` must be an int or 3 ints (T, H, W); received {name}={value!r}")
     check_positive_ints(name, list(values))
     return tuple(values)
-
-
-def check_bn_args(bn_epsilon, bn_momentum):
-    if not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0:
-        raise ValueError(f"`bn_epsilon` must be > 0; received bn_epsilon={bn_epsilon!r}")
-    if not isinstance(bn_momentum, (int, float)) or not 0 <= bn_momentum <= 1:
-        raise ValueError(f"`bn_momentum` must be in [0, 1]; received bn_momentum={bn_momentum!r}")
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")

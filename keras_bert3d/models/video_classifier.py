@@ -1,12 +1,13 @@
 """VideoClassifier: backbone + temporal pooling (BERT, TGAP or an ablation head) + dropout + linear."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, check_choice
+from keras_bert3d.backbones.backbone import Backbone
 from keras_bert3d.layers.bert_pooling import BERTPooling
 from keras_bert3d.layers.channel_major_flatten import ChannelMajorFlatten
 from keras_bert3d.layers.lstm_pooling import LSTMPooling
 from keras_bert3d.layers.non_local_block import NonLocalBlock
 from keras_bert3d.layers.temporal_tokens import TemporalTokens
+from keras_bert3d.validation import check_choice, check_rate
 
 POOLINGS = ("bert", "tgap", "lstm", "concat", "nonlocal_concat")
 FUSIONS = (None, "early", "late")
@@ -62,8 +63,7 @@ class VideoClassifier(keras.Model):
                              f"fusion={fusion!r} with {pathways} pathway(s) and pooling={pooling!r}")
         if pathways == 2 and pooling not in ("bert", "tgap"):
             raise ValueError(f"pooling={pooling!r} supports one pathway; two-pathway backbones take 'bert' or 'tgap'")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"`dropout` must be in [0, 1); received dropout={dropout!r}")
+        check_rate("dropout", dropout)
         bert_kwargs = dict(num_heads=num_heads, num_layers=num_layers, dropout=bert_dropout,
                            mask_keep_prob=mask_keep_prob, norm=bert_norm, initializer=bert_initializer, seed=seed)
 

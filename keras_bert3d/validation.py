@@ -1,0 +1,46 @@
+"""Argument checks shared by every layer and backbone: a ValueError that echoes what was received."""
+
+
+def _is_positive_int(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def check_positive_int(name, value, optional=False):
+    """``value`` must be a positive int (or None when ``optional``)."""
+    if optional and value is None:
+        return None
+    if not _is_positive_int(value):
+        kind = "None or a positive int" if optional else "a positive int"
+        raise ValueError(f"`{name}` must be {kind}; received {name}={value!r}")
+    return value
+
+
+def check_positive_ints(name, values, length=None):
+    """``values`` must be a list/tuple of positive ints (of ``length`` items if given); returns a list."""
+    if (not isinstance(values, (list, tuple)) or (length is not None and len(values) != length)
+            or not all(_is_positive_int(v) for v in values)):
+        count = f"{length} " if length is not None else ""
+        raise ValueError(f"`{name}` must be {count}positive ints; received {name}={values!r}")
+    return [int(v) for v in values]
+
+
+def check_bn_args(bn_epsilon, bn_momentum):
+    """BatchNorm epsilon > 0 and momentum in [0, 1) (Keras convention: 1 would freeze the statistics)."""
+    if not isinstance(bn_epsilon, (int, float)) or not bn_epsilon > 0:
+        raise ValueError(f"`bn_epsilon` must be > 0; received bn_epsilon={bn_epsilon!r}")
+    if not isinstance(bn_momentum, (int, float)) or not 0 <= bn_momentum < 1:
+        raise ValueError(f"`bn_momentum` must be in [0, 1); received bn_momentum={bn_momentum!r}")
+
+
+def check_rate(name, value):
+    """A dropout-like rate in [0, 1)."""
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1); received {name}={value!r}")
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    """Raise a ValueError echoing ``value`` unless it is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {list(choices)}; received {name}={value!r}")
+    return value

@@ -7,6 +7,7 @@ COMMANDS = {
     "models": ("keras_bert3d.cli.models", "list the presets: backbone, input, tokens, parameters"),
     "convert": ("keras_bert3d.cli.convert", "convert a reference PyTorch/npz checkpoint to Keras weights"),
     "demo": ("keras_bert3d.cli.demo", "build a preset, run a clip, show the top classes and BERT attention"),
+    "index": ("keras_bert3d.cli.index", "show what a dataset index sees"),
 }
 
 

@@ -1,0 +1,153 @@
+"""Shared helpers of the dataset indexes: argument checks, annotation reading, disk lookup, the missing report."""
+import numbers
+import os
+import warnings
+from keras_bert3d.validation import check_choice  # noqa: F401 - re-exported for the index modules
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+SHOWN_MISSING = 10  # how many missing entries the warning names
+
+
+class MissingFilesWarning(UserWarning):
+    """An index lists entries that are not on disk; they are left out (see ``VideoIndex.missing``)."""
+
+
+def check_split(split):
+    if isinstance(split, bool) or not isinstance(split, numbers.Integral) or split not in (1, 2, 3):
+        raise ValueError(f"split must be 1, 2 or 3; received split={split!r}")
+    return int(split)
+
+
+def check_subset(subset, allowed=("train", "test", "val")):
+    """``train``/``test``; ``val`` is accepted as the reference's name for the test list of UCF101/HMDB51."""
+    check_choice("subset", subset, allowed)
+    return subset
+
+
+def read_lines(path):
+    """``(line_number, stripped text)`` for each non-blank line; CRLF/CR line ends and a UTF-8 BOM are handled."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    try:
+        with open(path, encoding="utf-8-sig", newline=None) as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
+    return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
+
+
+def find_annotation_dir(root, annotations, folder_names, what, has_annotations):
+    """The folder of the annotation files: ``annotations`` (a folder, a file in it, or a folder holding one of
+    ``folder_names``), else the default places: ``ROOT/<folder_name>``, ``ROOT``, ``ROOT/../<folder_name>``."""
+    if annotations is not None:
+        annotations = os.fspath(annotations)
+        if os.path.isfile(annotations):
+            annotations = os.path.dirname(annotations) or "."
+        if not os.path.isdir(annotations):
+            raise FileNotFoundError(f"annotations folder not found: annotations={annotations!r}")
+        candidates = [annotations] + [os.path.join(annotations, name) for name in folder_names]
+    else:
+        parent = os.path.dirname(os.path.abspath(root))
+        candidates = ([os.path.join(root, name) for name in folder_names] + [root]
+                      + [os.path.join(parent, name) for name in folder_names])
+    for folder in candidates:
+        if has_annotations(folder):
+            return folder
+    raise FileNotFoundError(f"no {what} in {' or '.join(candidates)}; pass the annotations folder "
+                            f"(annotations=... / --annotations)")
+
+
+def read_class_file(path):
+    """Class names in label order from a classInd-like file: lines ``<index> <name>`` with consecutive indices
+    from 0 or from 1 (UCF101's classInd.txt), or one name a line."""
+    lines = read_lines(path)
+    split = [line.split(None, 1) for _, line in lines]
+    if not lines or not all(len(p) == 2 and p[0].isdigit() for p in split):
+        return [line for _, line in lines]
+    by_index = {}
+    for (number, line), (index, name) in zip(lines, split):
+        if int(index) in by_index:
+            raise ValueError(f"{path}, line {number}: duplicate class index in {line!r}")
+        by_index[int(index)] = name.strip()
+    first = min(by_index)
+    if first not in (0, 1) or sorted(by_index) != list(range(first, first + len(by_index))):
+        raise ValueError(f"{path}: class indices must run 0..N-1 or 1..N without gaps; found {sorted(by_index)[:5]}...")
+    return [by_index[i] for i in range(first, first + len(by_index))]
+
+
+def malformed(path, line_number, line, expected):
+    return ValueError(f"{path}, line {line_number}: expected {expected}; found {line!r}")
+
+
+def parse_int(text, path, line_number, line, expected):
+    try:
+        return int(text)
+    except ValueError:
+        raise malformed(path, line_number, line, expected) from None
+
+
+class DiskLookup:
+    """Finds entries under a root by listing each directory once (exact name first, then case-insensitively).
+
+    Checking each listed file with a stat call is slow on network file systems for Kinetics-size datasets; one
+    ``os.scandir`` per folder is not. The case-insensitive fallback covers the well-known UCF101 mismatch
+    (``HandStandPushups`` vs ``HandstandPushups``) and similar renames by extraction tools.
+    """
+
+    def __init__(self):
+        self._listings = {}
+
+    def listing(self, directory):
+        """``(names, lower-case name -> name)`` of a directory; empty when it does not exist."""
+        directory = os.path.normpath(directory)
+        if directory not in self._listings:
+            try:
+                names = set(os.listdir(directory))
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                names = set()
+            lower = {}
+            for name in sorted(names):
+                lower.setdefault(name.lower(), name)
+            self._listings[directory] = (names, lower)
+        return self._listings[directory]
+
+    def child(self, directory, name):
+        """The on-disk spelling of ``name`` inside ``directory``, or None."""
+        names, lower = self.listing(directory)
+        if name in names:
+            return name
+        return lower.get(name.lower())
+
+    def resolve(self, root, relative):
+        """The existing path of ``root/relative`` (each component matched case-insensitively if needed), or None."""
+        current = os.fspath(root)
+        parts = [p for p in relative.replace("\\", "/").split("/") if p not in ("", ".")]
+        if not parts:
+            return None
+        for part in parts:
+            found = self.child(current, part)
+            if found is None:
+                return None
+            current = os.path.join(current, found)
+        return current
+
+    def find_stem(self, directory, stem, extensions):
+        """The path of ``directory/stem<ext>`` for the first extension found, or None."""
+        for ext in extensions:
+            found = self.child(directory, stem + ext)
+            if found is not None:
+                return os.path.join(directory, found)
+        return None
+
+
+def report_missing(name, missing, total, where):
+    """Warn once, up front, about every listed entry that is not on disk (first few shown, and the count)."""
+    if not missing:
+        return
+    shown = ", ".join(missing[:SHOWN_MISSING])
+    more = f" (+{len(missing) - SHOWN_MISSING} more)" if len(missing) > SHOWN_MISSING else ""
+    message = (f"{name} index: {len(missing)} of {total} listed entries are missing under {where} and are left "
+               f"out (see VideoIndex.missing): {shown}{more}")
+    warnings.warn(message, MissingFilesWarning, stacklevel=3)

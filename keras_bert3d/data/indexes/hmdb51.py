@@ -1,0 +1,83 @@
+"""HMDB51 with its official split files ``<class>_test_split{1,2,3}.txt`` (lines ``<video>.avi <0|1|2>``)."""
+import os
+import re
+
+from keras_bert3d.data.indexes._common import (DiskLookup, check_split, check_subset, find_annotation_dir, malformed,
+                                               read_lines, report_missing)
+from keras_bert3d.data.records import VideoIndex, VideoRecord
+
+ANNOTATION_FOLDERS = ("testTrainMulti_7030_splits", "test_train_splits")
+SPLIT_FILE = re.compile(r"^(?P<name>.+)_test_split(?P<split>[123])\.txt$")
+SUBSET_IDS = {"train": 1, "test": 2, "val": 2}  # 0 = unused in this split
+
+
+def split_files(folder):
+    """``{class name: {split: file path}}`` of the split files in ``folder``."""
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        match = SPLIT_FILE.match(name)
+        if match:
+            found.setdefault(match["name"], {})[int(match["split"])] = os.path.join(folder, name)
+    return found
+
+
+def _has_split_files(folder):
+    return os.path.isdir(folder) and any(SPLIT_FILE.match(name) for name in os.listdir(folder))
+
+
+def parse_split_file(path):
+    """``[(video file name, 0|1|2)]`` from one class's split file."""
+    entries = []
+    for number, line in read_lines(path):
+        parts = line.split()
+        if len(parts) < 2 or parts[-1] not in ("0", "1", "2"):
+            raise malformed(path, number, line, "'<video>.avi <0|1|2>' (0 unused, 1 train, 2 test)")
+        entries.append((" ".join(parts[:-1]), int(parts[-1])))
+    return entries
+
+
+def hmdb51_index(root, annotations=None, split=1, subset="train"):
+    """Index HMDB51 videos ``ROOT/<class>/<video>.avi`` with the official split files.
+
+    Args:
+        root: the folder of the class folders.
+        annotations: the folder of ``<class>_test_split{1,2,3}.txt`` (or one of those files); default
+            ``ROOT/testTrainMulti_7030_splits`` (or ``test_train_splits``), ``ROOT``, or those next to ROOT.
+        split: 1, 2 or 3.
+        subset: ``"train"`` (lines marked 1) or ``"test"`` (lines marked 2; ``"val"`` is the reference's name for
+            it). Lines marked 0 are unused in that split.
+
+    Returns:
+        A ``VideoIndex`` whose labels follow the sorted class names (the standard HMDB51 order is alphabetical:
+        ``brush_hair`` = 0 ... ``wave`` = 50). Listed videos not on disk are left out, listed in ``missing`` and
+        warned about once.
+    """
+    split = check_split(split)
+    check_subset(subset)
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"HMDB51 root folder not found: {root}")
+    folder = find_annotation_dir(root, annotations, ANNOTATION_FOLDERS, "<class>_test_split<K>.txt files",
+                                 _has_split_files)
+    files = split_files(folder)
+    class_names = sorted(files)
+    lacking = [name for name in class_names if split not in files[name]]
+    if lacking:
+        raise FileNotFoundError(f"{folder}: no split {split} file for {len(lacking)} class(es): "
+                                f"{', '.join(f'{name}_test_split{split}.txt' for name in lacking[:10])}")
+    wanted = SUBSET_IDS[subset]
+    lookup = DiskLookup()
+    records, missing, total = [], [], 0
+    for label, name in enumerate(class_names):
+        class_dir = lookup.resolve(root, name)
+        for video, mark in parse_split_file(files[name][split]):
+            if mark != wanted:
+                continue
+            total += 1
+            path = (lookup.resolve(class_dir, video) if class_dir else None) or lookup.resolve(root, video)
+            if path is None:
+                missing.append(os.path.join(root, name, video))
+            else:
+                records.append(VideoRecord(path, label, name))
+    report_missing(f"HMDB51 split {split} {subset}", missing, total, root)
+    return VideoIndex(records, class_names, missing, source="video")

@@ -20,13 +20,17 @@ setup(
         "numpy>=1.26",
         "av>=12",
         "h5py",
+        "pyyaml>=6",            # training configs
+        "tqdm>=4.60",           # progress bars of the long-running tools
+        "matplotlib>=3.7",      # confusion matrices and attention pictures (PNG)
+        "tensorflow-serving-api==2.21.*",  # TF Serving warmup records and the gRPC client
     ],
     extras_require={
         # Reading the reference's .pth checkpoints (bert3d convert); .npz files need no torch.
         "torch": ["torch==2.13.0"],
         # TV-L1 optical flow extraction.
         "flow": ["opencv-contrib-python-headless>=4.8"],
-        "test": ["pytest>=8", "pytest-xdist>=3"],
+        "test": ["pytest>=8", "pytest-xdist>=3", "opencv-contrib-python-headless>=4.8"],
     },
     entry_points={"console_scripts": ["bert3d=keras_bert3d.cli:main"]},
 )

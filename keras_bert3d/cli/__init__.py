@@ -8,6 +8,9 @@ COMMANDS = {
     "convert": ("keras_bert3d.cli.convert", "convert a reference PyTorch/npz checkpoint to Keras weights"),
     "demo": ("keras_bert3d.cli.demo", "build a preset, run a clip, show the top classes and BERT attention"),
     "index": ("keras_bert3d.cli.index", "show what a dataset index sees"),
+    "synth": ("keras_bert3d.cli.synth", "write the embedded ordered-events dataset (real mp4/avi videos, UCF101 layout)"),
+    "check-videos": ("keras_bert3d.cli.check_videos",
+                     "list the videos of a folder or index that will not decode, with the reason"),
 }
 
 

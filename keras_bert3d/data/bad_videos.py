@@ -1,0 +1,130 @@
+"""Bad input never stops training: the pipeline skips a video that will not decode and counts it here.
+
+`BadVideoCounter` is filled from the pipeline's decoding threads (thread-safe); `BadVideoReport` is a
+Keras callback that prints (and logs) what was skipped during each epoch.
+"""
+import logging
+import threading
+
+import keras
+
+logger = logging.getLogger("keras_bert3d.data")
+
+# (words in the reason, category); the first match wins. Reasons come from `VideoDecodeError.reason`
+# and from the frame-folder checks of the pipeline.
+_CATEGORIES = (
+    ("clip needs index", "too few frames"),
+    ("too few frames", "too few frames"),
+    ("missing frame", "missing frame file"),
+    ("empty frame", "empty frame file"),
+    ("truncated frame", "truncated frame file"),
+    ("missing", "missing"),
+    ("no such file", "missing"),
+    ("empty", "empty"),
+    ("no video frames", "empty"),
+    ("not a video", "not a video"),
+    ("no video stream", "not a video"),
+    ("truncated", "truncated"),
+    ("corrupt", "truncated"),
+    ("not found", "undecodable frames"),
+    ("has no", "empty"),
+)
+
+
+def reason_category(reason):
+    """The short category of a decoding failure's reason (``"missing"``, ``"empty"``, ``"not a video"``,
+    ``"truncated"``, ``"too few frames"``, ``"missing frame file"``, ... or ``"other"``)."""
+    text = str(reason).lower()
+    for words, category in _CATEGORIES:
+        if words in text:
+            return category
+    return "other"
+
+
+class BadVideoCounter:
+    """Counts the videos the pipeline skipped, per reason category, from any thread.
+
+    Each skip is counted (a bad video is met again every epoch); `files` keeps one reason per file.
+    The first skip of a file logs a warning on the ``keras_bert3d.data`` logger.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._counts = {}
+        self._files = {}
+
+    def add(self, path, reason):
+        """Records one skip of ``path`` because of ``reason`` (a sentence); returns its category."""
+        category = reason_category(reason)
+        path = str(path)
+        with self._lock:
+            self._counts[category] = self._counts.get(category, 0) + 1
+            first = path not in self._files
+            self._files[path] = str(reason)
+        if first:
+            logger.warning("skipping bad video %s: %s", path, reason)
+        return category
+
+    def counts(self):
+        """``{category: skips}`` so far."""
+        with self._lock:
+            return dict(self._counts)
+
+    def files(self):
+        """``{path: reason}`` of every file skipped so far."""
+        with self._lock:
+            return dict(self._files)
+
+    @property
+    def total(self):
+        with self._lock:
+            return sum(self._counts.values())
+
+    def reset(self):
+        with self._lock:
+            self._counts.clear()
+            self._files.clear()
+
+    def summary(self, counts=None):
+        """One line: ``"3 bad videos skipped (missing: 2, truncated: 1)"``."""
+        counts = self.counts() if counts is None else counts
+        total = sum(counts.values())
+        if not total:
+            return "no bad videos skipped"
+        parts = ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
+        return f"{total} bad video{'s' if total != 1 else ''} skipped ({parts})"
+
+
+class BadVideoReport(keras.callbacks.Callback):
+    """Reports at the end of each epoch how many videos were skipped during it, per reason.
+
+    Args:
+        counter: the `BadVideoCounter` of the training (and validation) datasets, e.g.
+            ``dataset.bad_videos`` from `make_dataset`.
+        verbose: 1 prints the line (when something was skipped), 0 only logs it.
+    """
+
+    def __init__(self, counter, verbose=1):
+        super().__init__()
+        if not isinstance(counter, BadVideoCounter):
+            raise ValueError(f"`counter` must be a BadVideoCounter; received counter={counter!r}")
+        if verbose not in (0, 1):
+            raise ValueError(f"`verbose` must be 0 or 1; received verbose={verbose}")
+        self.counter = counter
+        self.verbose = verbose
+        self._seen = {}
+        self.history = []  # per epoch: {category: skips during that epoch}
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.counter.counts()
+        during = {name: count - self._seen.get(name, 0) for name, count in now.items()
+                  if count - self._seen.get(name, 0) > 0}
+        self._seen = now
+        self.history.append(during)
+        line = f"Epoch {epoch + 1}: {self.counter.summary(during)}"
+        if during:
+            logger.warning(line)
+            if self.verbose:
+                print(line, flush=True)
+        else:
+            logger.info(line)

@@ -1,0 +1,198 @@
+"""Clip transforms as TF ops (graph-compatible, usable inside ``tf.data`` maps), REFERENCE.md 5.6-5.9, 5.12.
+
+A clip is ``(T, H, W, C)``, uint8 or float. Every random choice is drawn once per clip, so all frames get
+the same crop and flip. Random functions take ``seed``: ``None`` (stateful TF random ops) or a
+shape-``[2]`` integer tensor for stateless, reproducible draws (the pipeline derives one per clip).
+Resizing is bilinear with half-pixel centres and no antialiasing (OpenCV's INTER_LINEAR); a uint8 clip
+comes back uint8, rounded, as ``cv2.resize`` returns it.
+"""
+import tensorflow as tf
+
+MULTI_SCALE_RATIOS = (1.0, 0.875, 0.75, 0.66)
+
+
+def _seed(seed, salt):
+    return None if seed is None else tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), salt)
+
+
+def _randint(maxval, seed):
+    """A scalar int32 in ``[0, maxval)``."""
+    if seed is None:
+        return tf.random.uniform([], 0, maxval, dtype=tf.int32)
+    return tf.random.stateless_uniform([], seed, 0, maxval, dtype=tf.int32)
+
+
+def _uniform(shape, seed):
+    if seed is None:
+        return tf.random.uniform(shape)
+    return tf.random.stateless_uniform(shape, seed)
+
+
+def _gamma(alpha, seed):
+    if seed is None:
+        return tf.random.gamma([], alpha)
+    return tf.random.stateless_gamma([], seed, alpha)
+
+
+def resize(clip, size):
+    """Bilinear resize of every frame to ``size = [H, W]``; uint8 in, rounded uint8 out."""
+    out = tf.image.resize(clip, list(size), method="bilinear", antialias=False)
+    if clip.dtype == tf.uint8:
+        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8)
+    return tf.cast(out, clip.dtype)
+
+
+def crop_size_pairs(base, ratios=MULTI_SCALE_RATIOS, max_distort=1):
+    """The reference's candidate ``(crop_h, crop_w)`` pairs: sizes ``int(base * r)``, pairs whose ratio
+    indices differ by at most ``max_distort`` (10 pairs for 4 ratios), height index outermost."""
+    sizes = [int(base * r) for r in ratios]
+    return [(sizes[i], sizes[j]) for i in range(len(ratios)) for j in range(len(ratios))
+            if abs(i - j) <= max_distort]
+
+
+def fixed_crop_offsets(height, width, size):
+    """The reference's 13 fixed ``(y, x)`` crop positions on the grid ``h_step = int((H - S) / 4)``,
+    ``w_step = int((W - S) / 4)`` where ``S`` is the network input size (not the crop size): 4 corners,
+    centre, 4 edge centres, 4 quarter points, in the reference's order."""
+    h_step, w_step = int((height - size) / 4), int((width - size) / 4)
+    grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4),
+            (1, 1), (1, 3), (3, 1), (3, 3)]
+    return [(r * h_step, c * w_step) for r, c in grid]
+
+
+def crop_window(height, width, size, pair_index, offset_index, ratios=MULTI_SCALE_RATIOS, max_distort=1):
+    """The window ``(y, x, h, w)`` that multi-scale crop ``pair_index`` at position ``offset_index`` cuts
+    from an ``height x width`` frame, clipped at the border as NumPy slicing clips it (int32 tensors)."""
+    height = tf.cast(height, tf.int64)
+    width = tf.cast(width, tf.int64)
+    base = tf.cast(tf.minimum(height, width), tf.float64)
+    sizes = tf.cast(tf.floor(base * tf.constant(ratios, tf.float64)), tf.int64)  # int(base * r), exactly
+    n = len(ratios)
+    pairs = [(i, j) for i in range(n) for j in range(n) if abs(i - j) <= max_distort]
+    crop_h = tf.gather(sizes, tf.gather([i for i, _ in pairs], pair_index))
+    crop_w = tf.gather(sizes, tf.gather([j for _, j in pairs], pair_index))
+    h_step = tf.truncatediv(height - size, 4)
+    w_step = tf.truncatediv(width - size, 4)
+    grid = tf.constant([(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4),
+                        (1, 1), (1, 3), (3, 1), (3, 3)], tf.int64)
+    y = grid[offset_index, 0] * h_step
+    x = grid[offset_index, 1] * w_step
+    window = [y, x, tf.minimum(crop_h, height - y), tf.minimum(crop_w, width - x)]
+    return [tf.cast(v, tf.int32) for v in window]
+
+
+def multi_scale_crop(clip, size, ratios=MULTI_SCALE_RATIOS, max_distort=1, seed=None):
+    """The reference's ``MultiScaleCrop((S, S), ratios)`` with fix_crop and more_fix_crop (REFERENCE.md 5.8):
+    one of ``crop_size_pairs`` and one of the 13 ``fixed_crop_offsets`` uniformly, the window clipped at the
+    border, then resized to ``size x size``. Needs ``H >= size`` and ``W >= size``."""
+    shape = tf.shape(clip)
+    height, width = shape[1], shape[2]
+    tf.debugging.assert_greater_equal(tf.minimum(height, width), size, message="multi_scale_crop: frame < crop size")
+    num_pairs = len(crop_size_pairs(1, ratios, max_distort))
+    y, x, h, w = crop_window(height, width, size, _randint(num_pairs, _seed(seed, 1)), _randint(13, _seed(seed, 2)),
+                             ratios, max_distort)
+    return resize(tf.slice(clip, [0, y, x, 0], [-1, h, w, -1]), [size, size])
+
+
+def random_flip(clip, seed=None, probability=0.5):
+    """Flip the whole clip left-right with ``probability``. Flow x is *not* negated (the reference's
+    ``RandomHorizontalFlip``, REFERENCE.md 5.8)."""
+    flip = _uniform([], _seed(seed, 3)) < probability
+    return tf.cond(flip, lambda: tf.reverse(clip, axis=[2]), lambda: clip)
+
+
+def _crop(clip, y, x, size):
+    return tf.slice(clip, [0, y, x, 0], [-1, size, size, -1])
+
+
+def _centre(extent, size):
+    # int(round((extent - size) / 2.)) in Python 3: round half to even, as tf.round does.
+    return tf.cast(tf.round(tf.cast(extent - size, tf.float64) / 2.0), tf.int32)
+
+
+def center_crop(clip, size):
+    """``size x size`` at ``y = round((H - S) / 2)``, ``x = round((W - S) / 2)`` (REFERENCE.md 5.9; Python's
+    round, half to even)."""
+    shape = tf.shape(clip)
+    return _crop(clip, _centre(shape[1], size), _centre(shape[2], size), size)
+
+
+def multi_crops(clip, size, num_crops=1):
+    """The test crops of one clip, stacked ``(num_crops, T, S, S, C)``.
+
+    - 1: the centre crop.
+    - 3: three crops along the long side (left/top, centre, right/bottom), centred on the short side
+      (MMAction2's ThreeCrop, with the centre rule of ``center_crop``).
+    - 10: centre, top-left, top-right, bottom-left, bottom-right, then the same five on the flipped clip
+      (the reference's ten-crop order, REFERENCE.md 5.12).
+    """
+    if num_crops not in (1, 3, 10):
+        raise ValueError(f"`num_crops` must be 1, 3 or 10; received num_crops={num_crops}")
+    shape = tf.shape(clip)
+    height, width = shape[1], shape[2]
+    cy, cx = _centre(height, size), _centre(width, size)
+    if num_crops == 1:
+        return center_crop(clip, size)[None]
+    if num_crops == 3:
+        along_w = [(cy, 0), (cy, cx), (cy, width - size)]
+        along_h = [(0, cx), (cy, cx), (height - size, cx)]
+        return tf.cond(width >= height, lambda: tf.stack([_crop(clip, y, x, size) for y, x in along_w]),
+                       lambda: tf.stack([_crop(clip, y, x, size) for y, x in along_h]))
+    positions = [(cy, cx), (0, 0), (0, width - size), (height - size, 0), (height - size, width - size)]
+    flipped = tf.reverse(clip, axis=[2])
+    crops = [_crop(clip, y, x, size) for y, x in positions] + [_crop(flipped, y, x, size) for y, x in positions]
+    return tf.stack(crops)
+
+
+def normalize(clip, preprocessing):
+    """``(clip * scale - mean) / std`` per channel, float32, from a preset's ``preprocessing`` dict."""
+    mean = tf.constant(preprocessing["mean"], tf.float32)
+    std = tf.constant(preprocessing["std"], tf.float32)
+    if clip.shape[-1] is not None and clip.shape[-1] != len(preprocessing["mean"]):
+        raise ValueError(f"The clip has {clip.shape[-1]} channels but the preprocessing has "
+                         f"{len(preprocessing['mean'])}; received preprocessing={preprocessing}")
+    return (tf.cast(clip, tf.float32) * float(preprocessing["scale"]) - mean) / std
+
+
+def _beta(alpha, seed):
+    a = _gamma(alpha, _seed(seed, 4))
+    b = _gamma(alpha, _seed(seed, 5))
+    return a / (a + b)
+
+
+def mixup(clips, labels, alpha=0.2, seed=None):
+    """Mixup on a batch: ``lam ~ Beta(alpha, alpha)`` once per batch, each clip mixed with the batch in
+    reverse order. ``labels`` are one-hot (or soft) ``(B, num_classes)``; returns float32 clips and labels."""
+    if alpha <= 0:
+        raise ValueError(f"`alpha` must be > 0; received alpha={alpha}")
+    lam = _beta(alpha, seed)
+    clips = tf.cast(clips, tf.float32)
+    labels = tf.cast(labels, tf.float32)
+    return (lam * clips + (1.0 - lam) * tf.reverse(clips, [0]),
+            lam * labels + (1.0 - lam) * tf.reverse(labels, [0]))
+
+
+def cutmix(clips, labels, alpha=1.0, seed=None):
+    """CutMix on a batch ``(B, T, H, W, C)``: one box (the same on every frame) with area fraction
+    ``1 - lam``, ``lam ~ Beta(alpha, alpha)``, pasted from the batch in reverse order; labels mixed by the
+    box's actual area. ``labels`` one-hot ``(B, num_classes)``."""
+    if alpha <= 0:
+        raise ValueError(f"`alpha` must be > 0; received alpha={alpha}")
+    lam = _beta(alpha, seed)
+    shape = tf.shape(clips)
+    height, width = tf.cast(shape[2], tf.float32), tf.cast(shape[3], tf.float32)
+    cut = tf.sqrt(1.0 - lam)
+    centre = _uniform([2], _seed(seed, 6)) * tf.stack([height, width])
+    half = tf.stack([height * cut, width * cut]) / 2.0
+    low = tf.cast(tf.round(tf.clip_by_value(centre - half, 0.0, tf.stack([height, width]))), tf.int32)
+    high = tf.cast(tf.round(tf.clip_by_value(centre + half, 0.0, tf.stack([height, width]))), tf.int32)
+    rows = tf.range(shape[2])
+    cols = tf.range(shape[3])
+    in_rows = (rows >= low[0]) & (rows < high[0])
+    in_cols = (cols >= low[1]) & (cols < high[1])
+    box = tf.cast(in_rows[:, None] & in_cols[None, :], tf.float32)[None, None, :, :, None]
+    clips = tf.cast(clips, tf.float32)
+    mixed = clips * (1.0 - box) + tf.reverse(clips, [0]) * box
+    kept = 1.0 - tf.reduce_sum(box) / (height * width)
+    labels = tf.cast(labels, tf.float32)
+    return mixed, kept * labels + (1.0 - kept) * tf.reverse(labels, [0])

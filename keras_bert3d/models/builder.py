@@ -7,6 +7,9 @@ import inspect
 from keras_bert3d.models.video_classifier import VideoClassifier
 from keras_bert3d.presets import PRESETS
 
+# Overrides that change only the preprocessing record the model carries.
+PREPROCESSING_KEYS = ("frame_size", "scale", "mean", "std")
+
 BACKBONES = {
     "R2Plus1DBackbone": "keras_bert3d.backbones.r2plus1d_backbone",
     "ResNeXt3DBackbone": "keras_bert3d.backbones.resnext3d_backbone",
@@ -41,25 +44,33 @@ def resolve_preset(name, **overrides):
     """The preset's (backbone class, backbone config, classifier config) after ``overrides``.
 
     An override goes to the classifier if it names a VideoClassifier argument, else to
-    the backbone; ``num_frames`` and ``image_size`` also update the preprocessing record.
+    the backbone; ``num_frames`` and ``image_size`` also update the preprocessing record, and
+    ``frame_size``, ``scale``, ``mean`` and ``std`` change only the preprocessing record (e.g.
+    ``frame_size=[48, 64]`` for small videos: the size frames are resized to before cropping).
     """
     preset = get_preset(name)
     cls = backbone_class(preset["backbone"]["class"])
     backbone_config = preset["backbone"]["config"]
     classifier_config = dict(preset["classifier"], preprocessing=preset["preprocessing"])
     classifier_args, backbone_args = _arguments(VideoClassifier) - {"backbone"}, _arguments(cls)
+    preprocessing = classifier_config["preprocessing"]
     for key, value in overrides.items():
-        if key in classifier_args:
+        if key in PREPROCESSING_KEYS:
+            preprocessing[key] = list(value) if isinstance(value, (list, tuple)) else value
+        elif key in classifier_args:
             classifier_config[key] = value
         elif key in backbone_args:
             backbone_config[key] = value
             if key == "num_frames":
-                classifier_config["preprocessing"]["num_frames"] = value
+                preprocessing["num_frames"] = value
             elif key == "image_size":
-                classifier_config["preprocessing"]["crop_size"] = value
+                preprocessing["crop_size"] = value
         else:
             raise ValueError(f"Unknown override {key}={value!r} for {name}; valid: "
-                             f"{sorted(classifier_args | backbone_args)}")
+                             f"{sorted(classifier_args | backbone_args | set(PREPROCESSING_KEYS))}")
+    if len(preprocessing["frame_size"]) != 2 or min(preprocessing["frame_size"]) < preprocessing["crop_size"]:
+        raise ValueError(f"frame_size {preprocessing['frame_size']} (height, width) must be at least the crop size "
+                         f"{preprocessing['crop_size']} on both sides")
     return cls, backbone_config, classifier_config
 
 

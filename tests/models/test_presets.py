@@ -91,3 +91,11 @@ def test_tiny_preset_runs_and_attends():
     out = model.attention_model()(x)
     assert tuple(out["logits"].shape) == (2, 7)
     assert tuple(out["bert"].shape) == (2, 2, 2, 2)  # 8 frames -> 1 token after 3 temporal halvings, + CLS
+
+
+def test_preprocessing_overrides():
+    _, backbone, classifier = resolve_preset("rgb_r2plus1d_32f_34_bert10", image_size=48, frame_size=(48, 64))
+    assert classifier["preprocessing"]["frame_size"] == [48, 64] and classifier["preprocessing"]["crop_size"] == 48
+    assert "frame_size" not in backbone and "frame_size" not in classifier
+    with pytest.raises(ValueError, match="frame_size"):
+        resolve_preset("rgb_r2plus1d_32f_34_bert10", image_size=64, frame_size=[48, 64])

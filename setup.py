@@ -20,6 +20,7 @@ setup(
         "numpy>=1.26",
         "av>=12",
         "h5py",
+        "pillow",               # JPEG encoding of TFRecord frames
         "pyyaml>=6",            # training configs
         "tqdm>=4.60",           # progress bars of the long-running tools
         "matplotlib>=3.7",      # confusion matrices and attention pictures (PNG)
@@ -30,6 +31,8 @@ setup(
         "torch": ["torch==2.13.0"],
         # TV-L1 optical flow extraction.
         "flow": ["opencv-contrib-python-headless>=4.8"],
+        # KerasTuner's BayesianOptimization (training/tune.py --tuner bayesian).
+        "tune": ["scipy", "scikit-learn"],
         "test": ["pytest>=8", "pytest-xdist>=3", "opencv-contrib-python-headless>=4.8"],
     },
     entry_points={"console_scripts": ["bert3d=keras_bert3d.cli:main"]},

@@ -7,6 +7,8 @@ COMMANDS = {
     "models": ("keras_bert3d.cli.models", "list the presets: backbone, input, tokens, parameters"),
     "convert": ("keras_bert3d.cli.convert", "convert a reference PyTorch/npz checkpoint to Keras weights"),
     "demo": ("keras_bert3d.cli.demo", "build a preset, run a clip, show the top classes and BERT attention"),
+    "to-tfrecord": ("keras_bert3d.cli.to_tfrecord", "write a dataset index as TFRecord shards (parallel, resumable)"),
+    "flow": ("keras_bert3d.cli.flow", "extract TV-L1 optical flow into the reference's frame folders"),
     "index": ("keras_bert3d.cli.index", "show what a dataset index sees"),
     "synth": ("keras_bert3d.cli.synth", "write the embedded ordered-events dataset (real mp4/avi videos, UCF101 layout)"),
     "check-videos": ("keras_bert3d.cli.check_videos",

@@ -1,0 +1,57 @@
+"""Worker processes for the data-writing jobs (`bert3d to-tfrecord`, `bert3d flow`).
+
+The work (decode, resize, encode, optical flow) runs in processes, not threads: it is
+CPU-bound Python/NumPy. ``start_method="fork"`` (Linux) starts workers at once without
+importing anything again; it is safe when the workers only use libraries whose thread pools
+the parent has not started (NumPy, PyAV, Pillow; never TensorFlow). ``"spawn"`` starts clean
+interpreters: needed for OpenCV, whose thread pool deadlocks in a child forked from a parent
+that has used it.
+"""
+import collections
+import contextlib
+import multiprocessing
+
+
+def _context(start_method):
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context(start_method if start_method in methods else "spawn")
+
+
+@contextlib.contextmanager
+def ordered_map(fn, workers, initializer=None, start_method="fork", window=None):
+    """``with ordered_map(fn, 4) as run: for result in run(tasks): ...``
+
+    ``run(tasks)`` returns the results of ``fn(task)`` lazily, in the order of ``tasks``, computed
+    by ``workers`` processes (``workers=1``: in this process, one at a time). ``fn`` must be a
+    module-level function; ``initializer`` runs once in each worker process (never in this one).
+    ``start_method``: "fork" or "spawn" (see the module docstring; "spawn" where fork is absent).
+    At most ``window`` tasks (default ``2 * workers``) are queued or done but not yet consumed.
+    The pool is terminated on exit, also on an exception or Ctrl-C.
+    """
+    workers = int(workers)
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; received {workers}")
+    if start_method not in ("fork", "spawn"):
+        raise ValueError(f"start_method must be 'fork' or 'spawn'; received {start_method!r}")
+    window = 2 * workers if window is None else int(window)
+    if window < 1:
+        raise ValueError(f"window must be >= 1; received {window}")
+    if workers == 1:
+        yield lambda tasks: map(fn, tasks)
+        return
+    pool = _context(start_method).Pool(workers, initializer=initializer)
+
+    def run(tasks):  # at most `window` tasks in flight: finished results never pile up in memory
+        pending = collections.deque()
+        for task in tasks:
+            pending.append(pool.apply_async(fn, (task,)))
+            if len(pending) >= window:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    try:
+        yield run
+    finally:
+        pool.terminate()
+        pool.join()

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test install clean bench
+.PHONY: demo test test-full install clean bench
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -18,9 +18,12 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/bert3d demo
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m training.demo
 
 test: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 -m "not full_export" $(PYTEST_ARGS) tests
+
+test-full: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
 
 bench: $(STAMP)

@@ -9,6 +9,8 @@ COMMANDS = {
     "demo": ("keras_bert3d.cli.demo", "build a preset, run a clip, show the top classes and BERT attention"),
     "to-tfrecord": ("keras_bert3d.cli.to_tfrecord", "write a dataset index as TFRecord shards (parallel, resumable)"),
     "flow": ("keras_bert3d.cli.flow", "extract TV-L1 optical flow into the reference's frame folders"),
+    "export": ("keras_bert3d.cli.export", "export a .keras model as a TF Serving SavedModel (+ ONNX / LiteRT)"),
+    "predict": ("keras_bert3d.cli.predict", "classify a video file: top classes (multi-clip), --explain attention PNG"),
     "index": ("keras_bert3d.cli.index", "show what a dataset index sees"),
     "synth": ("keras_bert3d.cli.synth", "write the embedded ordered-events dataset (real mp4/avi videos, UCF101 layout)"),
     "check-videos": ("keras_bert3d.cli.check_videos",

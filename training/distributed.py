@@ -1,0 +1,468 @@
+"""Distribution strategies and the custom training loop used under `MultiWorkerMirroredStrategy`.
+
+Keras 3 ``model.fit`` does not run under ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585),
+so ``strategy: multi_worker`` trains with `custom_fit`, a loop written on ``strategy.run``:
+
+    strategy = get_strategy("multi_worker")          # FIRST, before any other TensorFlow op
+    summary = custom_fit(
+        model_fn,                 # () -> built keras.Model with logits output; called inside strategy.scope()
+        optimizer_fn,             # () -> keras.optimizers.Optimizer; called inside strategy.scope()
+        loss_fn,                  # None (cross-entropy from logits) | keras.losses.Loss | fn(y, logits) -> (B,)
+        train_ds_fn,              # (input_context, epoch) -> tf.data.Dataset of (x, y) per-replica batches
+        val_ds_fn=None,           # same signature, or None (no validation, best = lowest train loss)
+        *, epochs, run_dir, strategy=None, global_batch_size,
+        steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
+        checkpoint_every_steps=None, max_checkpoints=2,
+        plateau_patience=None, plateau_factor=0.1, plateau_threshold=1e-4, min_lr=0.0,
+        jit_compile=False, step_end_fns=(), epoch_end_fns=(), verbose=1,
+    ) -> {"history": [row, ...], "best_epoch": int|None, "best_val_top1": float|None, "epochs_run": int,
+          "global_step": int, "resumed_from": {"epoch": e, "step_in_epoch": s, "global_step": g}|None,
+          "bad_videos": int, "is_chief": bool}
+
+Datasets. ``train_ds_fn(input_context, epoch)`` gives this worker's share of the data, batched with
+``input_context.get_per_replica_batch_size(global_batch_size)`` and sharded with
+``dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)`` (or by slicing the video
+index, which avoids decoding other workers' videos). Seed its shuffling with ``epoch`` so that a resumed epoch
+sees the same order (the loop skips the batches already consumed). Workers may hold unequal shares: the loop
+stops an epoch when every worker is exhausted, and a worker that ran out first trains on an empty batch.
+``dataset.bad_videos`` (the pipeline's counter), when present, is summed into the progress line.
+
+Steps. ``steps_per_epoch``/``validation_steps`` count batches (as ``model.fit`` does); an optimizer update
+happens every ``gradient_accumulation_steps`` batches (default: the optimizer's own
+``gradient_accumulation_steps``, which the loop takes over, else 1). Each batch's loss is the mean over the
+GLOBAL batch (all replicas, the actual number of examples) divided by the accumulation steps, so an update
+averages ``global_batch_size * accumulation`` examples, as the reference's ``loss / iter_size``. A partial
+accumulation at the end of an epoch is dropped (the reference zeroes its gradients at each epoch start).
+
+Outputs in ``run_dir`` (the chief only; other workers write their checkpoints to a temporary folder that is
+removed right after, as TensorFlow's multi-worker guide requires): ``backup/`` (tf.train.CheckpointManager of
+model, optimizer, counters, partial-epoch metrics and plateau state; saved every ``checkpoint_every_steps``
+updates and at each epoch end; the next call with the same ``run_dir`` resumes from the latest), ``best.keras``
+(best validation top-1, ``>=`` as the reference; temp file + ``os.replace``), ``last.keras``, ``history.csv``
+(epoch 0-based, as keras.callbacks.CSVLogger), ``logs/train`` and ``logs/validation`` (TensorBoard scalars
+``epoch_loss``, ``epoch_top1``, ``epoch_learning_rate``). A progress line per epoch.
+
+Learning rate: ``plateau_patience`` (None: off) enables the reference's ReduceLROnPlateau (torch semantics): the
+validation loss (train loss without validation) improves when it is below ``best * (1 - plateau_threshold)``;
+after more than ``plateau_patience`` epochs without improvement the rate is multiplied by ``plateau_factor``
+(not below ``min_lr``). Its state is checkpointed.
+
+Replica-local state (BatchNorm moving statistics and SeedGenerator states, which each replica updates on its
+own) is synchronised before validation and before every checkpoint: float variables are averaged over the
+replicas, int ones take the chief's value. So every worker ends with identical weights, and the chief's
+checkpoint is every worker's state: resuming gives the numbers of an uninterrupted run. All workers restore
+from ``run_dir/backup``: it must be on a file system they share (checked; a clear error otherwise).
+
+Hooks: ``step_end_fns``, callables ``(global_step, logs)`` after each update, and ``epoch_end_fns``,
+``(epoch, logs)`` after each epoch, run on every worker (raising on one worker only leaves the others waiting
+in a collective: raise on all). The returned ``history`` is empty on non-chief workers.
+"""
+import csv
+import json
+import math
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+HISTORY_KEYS = ("epoch", "loss", "top1", "val_loss", "val_top1", "learning_rate", "bad_videos")
+
+
+def get_strategy(name="default"):
+    """The `tf.distribute.Strategy` named ``name``: ``"default"`` (no distribution), ``"mirrored"`` (all local
+    GPUs; one CPU replica without GPUs) or ``"multi_worker"`` (``MultiWorkerMirroredStrategy`` from the
+    ``TF_CONFIG`` environment variable). Create it before any other TensorFlow op of the program."""
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {list(STRATEGIES)}; received strategy={name!r}")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    _check_tf_config(os.environ.get("TF_CONFIG"))
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as error:
+        raise RuntimeError(f"could not create MultiWorkerMirroredStrategy ({error}); it must be created at program "
+                           "start, before any other TensorFlow op: call get_strategy('multi_worker') first") from error
+
+
+def _check_tf_config(text):
+    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+    if not text:
+        raise ValueError(f"strategy='multi_worker' needs the TF_CONFIG environment variable, e.g. "
+                         f"TF_CONFIG='{example}'")
+    try:
+        config = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"TF_CONFIG is not valid JSON ({error}); received TF_CONFIG={text!r}") from None
+    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
+    if not isinstance(cluster, dict) or not cluster or not isinstance(task, dict):
+        raise ValueError(f"TF_CONFIG needs a 'cluster' dict and a 'task' dict, e.g. {example}; "
+                         f"received TF_CONFIG={text!r}")
+    task_type, index = task.get("type"), task.get("index")
+    if task_type not in cluster:
+        raise ValueError(f"TF_CONFIG task type {task_type!r} is not in the cluster {sorted(cluster)}; "
+                         f"received TF_CONFIG={text!r}")
+    if not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
+        raise ValueError(f"TF_CONFIG task index must be an int in [0, {len(cluster[task_type])}); "
+                         f"received TF_CONFIG={text!r}")
+
+
+def worker_info(strategy):
+    """``(task_type, task_id, is_chief)`` of this process (``(None, 0, True)`` without a cluster)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = getattr(resolver, "task_id", None) or 0
+    if task_type is None:
+        return None, 0, True
+    cluster = resolver.cluster_spec().as_dict()
+    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+    return task_type, task_id, chief
+
+
+def atomic_save(model, path):
+    """Saves ``model`` to ``path`` (.keras) through a temporary file in the same folder and ``os.replace``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _per_example_loss(loss_fn):
+    if isinstance(loss_fn, keras.losses.Loss):
+        config = dict(loss_fn.get_config(), reduction=None)
+        loss_fn = type(loss_fn).from_config(config)
+
+    def compute(y, logits):
+        logits = tf.cast(logits, tf.float32)
+        if loss_fn is None:
+            if y.shape.rank == 1:
+                return keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+            return keras.losses.categorical_crossentropy(y, logits, from_logits=True)
+        out = tf.cast(loss_fn(y, logits), tf.float32)
+        if out.shape.rank != 1:
+            raise ValueError(f"loss_fn must give one loss per example (shape (B,)); got shape {out.shape}")
+        return out
+
+    return compute
+
+
+def _correct(y, logits):
+    true = tf.argmax(y, axis=-1) if y.shape.rank > 1 else tf.cast(y, tf.int64)
+    return tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, axis=-1), true), tf.float32))
+
+
+class _Loop:
+    """The compiled per-replica steps of one `custom_fit` call."""
+
+    def __init__(self, strategy, model, optimizer, loss_fn, accumulation, jit_compile):
+        self.strategy, self.model, self.optimizer, self.accumulation = strategy, model, optimizer, accumulation
+        self.per_example = _per_example_loss(loss_fn)
+        self.variables = list(model.trainable_variables)
+        self.forward = tf.function(self._forward, jit_compile=True) if jit_compile else self._forward
+        self.accumulators = []
+        if accumulation > 1:
+            with strategy.scope():  # SyncOnRead: each replica adds its own local gradients
+                self.accumulators = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False, name="grad_accumulator",
+                                                 synchronization=tf.VariableSynchronization.ON_READ,
+                                                 aggregation=tf.VariableAggregation.SUM) for v in self.variables]
+        # Each replica updates its own copy of these (aggregation "none"): BatchNorm moving statistics (float) and
+        # SeedGenerator states (int; a worker that ran out of data draws fewer masks).
+        weights = {id(w) for w in model.weights}
+        self.rng_states = [v for v in model.variables if id(v) not in weights]
+        local = [v for v in model.variables if not v.trainable and getattr(v, "aggregation", "none") == "none"]
+        self.stats_vars = [v for v in local if str(v.dtype) in ("float16", "bfloat16", "float32", "float64")]
+        self.int_vars = [v for v in local if "int" in str(v.dtype)]
+        self.train_steps = {apply: tf.function(lambda batch, apply=apply: strategy.reduce(
+            "SUM", strategy.run(self._replica_train, args=(batch, apply)), axis=None), reduce_retracing=True)
+            for apply in (False, True)}
+        self.val_step = tf.function(lambda batch: strategy.reduce(
+            "SUM", strategy.run(self._replica_val, args=(batch,)), axis=None), reduce_retracing=True)
+        self.sync = tf.function(lambda: strategy.run(self._replica_sync))
+        self.reset = tf.function(lambda: strategy.run(self._replica_reset))
+        self._gather = tf.function(lambda values: strategy.run(self._replica_gather, args=(values,)))
+
+    def _forward(self, x, y, global_count):
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            per_example = self.per_example(y, logits)
+            loss = tf.reduce_sum(per_example) / global_count
+            if self.model.losses:  # regularisation: counted once over the replicas
+                regularisation = tf.add_n([tf.cast(x, tf.float32) for x in self.model.losses])
+                loss += regularisation / self.strategy.num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / self.accumulation)
+        grads = tape.gradient(scaled, self.variables)
+        self._none = [g is None for g in grads]
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g) for g, v in zip(grads, self.variables)]
+        return grads, tf.stack([tf.reduce_sum(per_example), _correct(y, logits)])
+
+    def _replica_train(self, batch, apply):
+        x, y = batch[0], batch[1]
+        count = tf.cast(tf.shape(y)[0], tf.float32)
+        context = tf.distribute.get_replica_context()
+        global_count = tf.maximum(context.all_reduce("SUM", count), 1.0)
+        grads, stats = tf.cond(count > 0, lambda: self.forward(x, y, global_count),
+                               lambda: ([tf.zeros_like(v) for v in self.variables], tf.zeros([2])))
+        if self.accumulators:
+            for acc, g in zip(self.accumulators, grads):
+                acc.assign_add(g)
+            if apply:
+                grads = [acc.read_value() for acc in self.accumulators]
+        if apply:
+            grads = [None if none else g for g, none in zip(grads, self._none)]
+            self.optimizer.apply(grads, self.variables)
+            if self.accumulators:
+                self._replica_reset()
+        return tf.concat([stats, [count]], axis=0)
+
+    def _replica_val(self, batch):
+        x, y = batch[0], batch[1]
+        count = tf.cast(tf.shape(y)[0], tf.float32)
+        stats = tf.cond(count > 0, lambda: self._evaluate(x, y), lambda: tf.zeros([2]))
+        return tf.concat([stats, [count]], axis=0)
+
+    def _evaluate(self, x, y):
+        logits = self.model(x, training=False)
+        return tf.stack([tf.reduce_sum(self.per_example(y, logits)), _correct(y, logits)])
+
+    def _replica_sync(self):
+        """Averages the float local variables over the replicas and gives every replica the first replica's
+        (the chief's) int ones, so that all workers hold the state that the chief checkpoints."""
+        context = tf.distribute.get_replica_context()
+        if self.stats_vars:
+            means = context.all_reduce("MEAN", [tf.identity(v.value) for v in self.stats_vars])
+            for v, mean in zip(self.stats_vars, means):
+                v.assign(mean)
+        for v in self.int_vars:
+            gathered = context.all_gather(tf.identity(v.value)[None], axis=0)
+            v.assign(gathered[0])
+
+    def _replica_reset(self):
+        for acc in self.accumulators:
+            acc.assign(tf.zeros_like(acc))
+
+    def _replica_gather(self, values):
+        return tf.distribute.get_replica_context().all_gather(values[None], axis=0)
+
+    def gather(self, *values):
+        """``values`` (floats) of every replica of the cluster, as a numpy array (replicas, len(values))."""
+        local = self.strategy.experimental_local_results(self._gather(tf.constant(values, tf.float64)))
+        self.local_replicas = len(local)
+        return local[0].numpy()
+
+
+class _Epoch:
+    """The synchronised per-replica batches of one pass over ``dataset_fn(context, epoch)``: all workers stop
+    together, when every worker is exhausted or after ``limit`` batches (``skip`` already consumed)."""
+
+    def __init__(self, strategy, dataset_fn, epoch, skip=0, limit=None):
+        self.strategy, self.dataset_fn, self.epoch, self.skip, self.limit = strategy, dataset_fn, epoch, skip, limit
+        self._counters = []
+
+    def _make(self, context):
+        dataset = self.dataset_fn(context, self.epoch)
+        counter = getattr(dataset, "bad_videos", None)
+        if counter is not None:
+            self._counters.append((counter, counter.total))
+        return dataset.skip(self.skip) if self.skip else dataset
+
+    def __iter__(self):
+        iterator = iter(self.strategy.distribute_datasets_from_function(self._make))
+        step = self.skip
+        while self.limit is None or step < self.limit:
+            optional = iterator.get_next_as_optional()
+            if not bool(optional.has_value()):
+                return
+            step += 1
+            yield optional.get_value()
+
+    @property
+    def bad_videos(self):
+        """Videos this worker's pipelines skipped during the pass."""
+        return sum(counter.total - start for counter, start in self._counters)
+
+
+def _read_history(path, before_epoch):
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as handle:
+        rows = [{k: int(v) if k in ("epoch", "bad_videos") else float(v) if v else None for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+    return [row for row in rows if row["epoch"] < before_epoch]
+
+
+def _write_history(path, rows):
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_KEYS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_KEYS})
+    os.replace(tmp, path)
+
+
+def _check_ints(minimum, **values):
+    for key, value in values.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
+            raise ValueError(f"{key} must be an int >= {minimum}; received {key}={value!r}")
+
+
+def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, epochs, run_dir, strategy=None,
+               global_batch_size, steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
+               checkpoint_every_steps=None, max_checkpoints=2, plateau_patience=None, plateau_factor=0.1,
+               plateau_threshold=1e-4, min_lr=0.0, jit_compile=False, step_end_fns=(),
+               epoch_end_fns=(), verbose=1):
+    """Trains ``model_fn()`` under ``strategy`` with resume, best-model selection and logs (module docstring)."""
+    _check_ints(1, global_batch_size=global_batch_size, steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps, gradient_accumulation_steps=gradient_accumulation_steps,
+                checkpoint_every_steps=checkpoint_every_steps, max_checkpoints=max_checkpoints)
+    _check_ints(0, epochs=epochs, plateau_patience=plateau_patience)
+    if not 0.0 < plateau_factor < 1.0:
+        raise ValueError(f"plateau_factor must be in (0, 1); received plateau_factor={plateau_factor!r}")
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if global_batch_size % replicas:
+        raise ValueError(f"global_batch_size must be a multiple of the {replicas} replicas in sync; "
+                         f"received global_batch_size={global_batch_size}")
+    task_type, task_id, chief = worker_info(strategy)
+    with strategy.scope():
+        model, optimizer = model_fn(), optimizer_fn()
+        if not model.built:
+            raise ValueError("model_fn must return a built model (give its Input shape)")
+        inner = getattr(optimizer, "inner_optimizer", None)  # a LossScaleOptimizer's
+        optimizers = [optimizer] if inner is None else [optimizer, inner]
+        own = max(getattr(opt, "gradient_accumulation_steps", None) or 0 for opt in optimizers)
+        if own and gradient_accumulation_steps and own != gradient_accumulation_steps:
+            raise ValueError(f"the optimizer accumulates {own} steps but gradient_accumulation_steps="
+                             f"{gradient_accumulation_steps}; set one of them")
+        accumulation = gradient_accumulation_steps or own or 1
+        for opt in optimizers:  # the loop accumulates (the optimizer's own accumulation fails under a strategy)
+            opt.gradient_accumulation_steps = None
+        optimizer.build(model.trainable_variables)
+    schedule = getattr(optimizers[-1], "_learning_rate", None)
+    if plateau_patience is not None and isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        raise ValueError("plateau_patience needs a float learning rate, not a LearningRateSchedule")
+    loop = _Loop(strategy, model, optimizer, loss_fn, accumulation, jit_compile)
+
+    state = {name: tf.Variable(value, dtype=dtype, trainable=False, name=name) for name, value, dtype in (
+        ("epoch", 0, tf.int64), ("step_in_epoch", 0, tf.int64), ("global_step", 0, tf.int64),
+        ("train_sums", [0.0, 0.0, 0.0], tf.float64), ("best_top1", -1.0, tf.float64),
+        ("best_epoch", -1, tf.int64), ("plateau_best", math.inf, tf.float64), ("plateau_wait", 0, tf.int64))}
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng_states=loop.rng_states, **state)
+    backup_dir = os.path.join(run_dir, "backup")
+    write_dir = backup_dir if chief else os.path.join(run_dir, f".workertemp_{task_type}_{task_id}", "backup")
+    manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_checkpoints)
+    resumed, latest = None, tf.train.latest_checkpoint(backup_dir)
+    if latest:
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        resumed = {k: int(state[k].numpy()) for k in ("epoch", "step_in_epoch", "global_step")}
+    positions = loop.gather(float(state["epoch"].numpy()), float(state["step_in_epoch"].numpy()))
+    if (positions != positions[0]).any():
+        raise RuntimeError(f"the workers restored different (epoch, batch) positions {positions.tolist()}: every "
+                           f"worker must see the chief's {backup_dir} (a shared file system)")
+
+    def save_checkpoint(sync=True):
+        if sync:
+            loop.sync()
+        manager.save(checkpoint_number=int(state["global_step"].numpy()))
+        if not chief:
+            tf.io.gfile.rmtree(os.path.dirname(write_dir))
+
+    writers = {k: tf.summary.create_file_writer(os.path.join(run_dir, "logs", k)) if chief  # makes the folders
+               else tf.summary.create_noop_writer() for k in ("train", "validation")}
+    history_path = os.path.join(run_dir, "history.csv")
+    history = _read_history(history_path, int(state["epoch"].numpy())) if chief else []
+    total_bad = 0
+    if resumed and chief and verbose:
+        print(f"custom_fit: resumed from {latest} (epoch {resumed['epoch']}, batch {resumed['step_in_epoch']}, "
+              f"update {resumed['global_step']})", flush=True)
+
+    for epoch in range(int(state["epoch"].numpy()), epochs):
+        start, skip = time.time(), int(state["step_in_epoch"].numpy())
+        sums = [float(v) for v in state["train_sums"].numpy()]
+        batches = skip
+        passes = [_Epoch(strategy, train_ds_fn, epoch, skip, steps_per_epoch)]
+        for batch in passes[0]:
+            batches += 1
+            apply = batches % accumulation == 0
+            sums = [a + float(b) for a, b in zip(sums, loop.train_steps[apply](batch).numpy().tolist())]
+            if not apply:
+                continue
+            state["global_step"].assign_add(1)
+            state["step_in_epoch"].assign(batches)
+            state["train_sums"].assign(sums)
+            step = int(state["global_step"].numpy())
+            if checkpoint_every_steps and step % checkpoint_every_steps == 0:
+                save_checkpoint()
+            for fn in step_end_fns:
+                fn(step, {"epoch": epoch, "batch": batches, "loss": sums[0] / max(sums[2], 1.0)})
+        if accumulation > 1:
+            loop.reset()  # drop a partial accumulation
+        loop.sync()
+        logs = {"epoch": epoch, "loss": sums[0] / max(sums[2], 1.0), "top1": sums[1] / max(sums[2], 1.0),
+                "val_loss": None, "val_top1": None, "learning_rate": float(keras.ops.convert_to_numpy(
+                    optimizer.learning_rate))}
+        if val_ds_fn is not None:
+            val = [0.0, 0.0, 0.0]
+            passes.append(_Epoch(strategy, val_ds_fn, epoch, 0, validation_steps))
+            for batch in passes[-1]:
+                val = [a + float(b) for a, b in zip(val, loop.val_step(batch).numpy().tolist())]
+            logs.update(val_loss=val[0] / max(val[2], 1.0), val_top1=val[1] / max(val[2], 1.0))
+        # Each replica reports its worker's count: sum over the cluster / replicas per worker.
+        bad = int(round(loop.gather(float(sum(p.bad_videos for p in passes)))[:, 0].sum() / loop.local_replicas))
+        logs["bad_videos"] = bad
+        total_bad += bad
+        # Model selection: best validation top-1 (>=, as the reference); without validation, lowest train loss.
+        score = logs["val_top1"] if val_ds_fn is not None else -logs["loss"]
+        is_best = score >= float(state["best_top1"].numpy()) or int(state["best_epoch"].numpy()) < 0
+        if is_best:
+            state["best_top1"].assign(score)
+            state["best_epoch"].assign(epoch)
+        if plateau_patience is not None:
+            monitored = logs["val_loss"] if val_ds_fn is not None else logs["loss"]
+            if monitored < float(state["plateau_best"].numpy()) * (1.0 - plateau_threshold):
+                state["plateau_best"].assign(monitored)
+                state["plateau_wait"].assign(0)
+            else:
+                state["plateau_wait"].assign_add(1)
+                if int(state["plateau_wait"].numpy()) > plateau_patience:
+                    optimizer.learning_rate = max(logs["learning_rate"] * plateau_factor, min_lr)
+                    state["plateau_wait"].assign(0)
+        if chief:
+            if is_best:
+                atomic_save(model, os.path.join(run_dir, "best.keras"))
+            history.append(logs)
+            _write_history(history_path, history)
+            for split, prefix in (("train", ""), ("validation", "val_")):
+                with writers[split].as_default(step=epoch):
+                    for key in ("loss", "top1", "learning_rate"):  # there is no val_learning_rate
+                        if logs.get(prefix + key) is not None:
+                            tf.summary.scalar("epoch_" + key, logs[prefix + key])
+                writers[split].flush()
+        state["epoch"].assign(epoch + 1)
+        state["step_in_epoch"].assign(0)
+        state["train_sums"].assign([0.0, 0.0, 0.0])
+        save_checkpoint(sync=False)  # synchronised above
+        if chief and verbose:
+            text = " - ".join(f"{k}: {logs[k]:.4f}" for k in ("loss", "top1", "val_loss", "val_top1")
+                              if logs[k] is not None)
+            print(f"Epoch {epoch + 1}/{epochs} - {batches} batches, {int(state['global_step'].numpy())} updates - "
+                  f"{time.time() - start:.1f}s - {text} - lr: {logs['learning_rate']:.3g} - skipped videos: {bad}"
+                  + (" - best" if is_best else ""), flush=True)
+        for fn in epoch_end_fns:
+            fn(epoch, dict(logs))
+    if chief:
+        atomic_save(model, os.path.join(run_dir, "last.keras"))
+        for writer in writers.values():
+            writer.close()
+    best_epoch = int(state["best_epoch"].numpy())
+    return {"history": history, "best_epoch": best_epoch if best_epoch >= 0 else None,
+            "best_val_top1": float(state["best_top1"].numpy()) if val_ds_fn is not None and best_epoch >= 0 else None,
+            "epochs_run": int(state["epoch"].numpy()), "global_step": int(state["global_step"].numpy()),
+            "resumed_from": resumed, "bad_videos": total_bad, "is_chief": chief}

@@ -105,6 +105,11 @@ class Bottleneck3D(keras.layers.Layer):
         elif in_channels != self.filters:
             raise ValueError(f"projection=False needs in_channels == filters; got {in_channels} vs {self.filters}")
 
+    @property
+    def per_group_convolution(self):
+        """True when ``conv_b`` runs as one convolution per group (grouped, on CPU-only machines)."""
+        return self.groups > 1 and all(d.lower().startswith("cpu") for d in keras.distribution.list_devices())
+
     def _grouped_conv_b(self, x):
         """``conv_b`` with groups: one convolution per group on CPUs.
 
@@ -113,7 +118,7 @@ class Bottleneck3D(keras.layers.Layer):
         its own (measured in bench/bench_models.py). The weights stay ``conv_b``'s, so
         checkpoints and saved models do not change; accelerators keep the native op.
         """
-        if self.groups == 1 or any(not d.lower().startswith("cpu") for d in keras.distribution.list_devices()):
+        if not self.per_group_convolution:
             return self.conv_b(x)
         kernel = ops.cast(self.conv_b.kernel, x.dtype)
         parts = zip(ops.split(x, self.groups, axis=-1), ops.split(kernel, self.groups, axis=-1))

@@ -19,7 +19,8 @@ FLOPs then come from a few generic rules on the layers that do the arithmetic:
   weights, so no sublayer sees them: ``NonLocalBlock`` (``theta . phi^T`` and
   ``scores . g``: ``4 * P^2 * inter_channels`` for ``P = T*H*W`` positions; its four
   1x1x1 convs go through the conv rule) and ``LSTMPooling`` (per layer and step, the input
-  and recurrent projections ``2 * 4h * (in + h)``).
+  and recurrent projections ``2 * 4h * (in + h)``), and ``Bottleneck3D``'s grouped ``conv_b``
+  when it runs group by group on a CPU (the conv rule on each group's slice).
 
 A multiply-add counts as 2 FLOPs. Biases, BatchNorm, LayerNorm, activations, softmax,
 pooling, padding, residual additions, concatenations and the token mean are ignored (they
@@ -30,6 +31,7 @@ import math
 
 import keras
 
+from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.lstm_pooling import LSTMPooling
 from keras_bert3d.layers.non_local_block import NonLocalBlock
 
@@ -105,6 +107,14 @@ def _lstm_pooling(layer, args, kwargs, outputs):
     return total
 
 
+def _bottleneck(layer, args, kwargs, outputs):
+    """Only ``conv_b`` when it runs group by group (raw ``ops.conv`` calls); else its sublayers count."""
+    if not layer.per_group_convolution:
+        return 0
+    out = _dims(outputs, layer)
+    return 2 * math.prod(out[:-1]) * layer.mid_filters * math.prod(tuple(layer.conv_b.kernel.shape)[:-1])
+
+
 # (layer classes, rule); the first match wins, so subclasses come before their bases.
 RULES = (
     ((keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose), _conv_transpose),
@@ -115,6 +125,7 @@ RULES = (
     ((keras.layers.MultiHeadAttention,), _attention),
     ((NonLocalBlock,), _non_local),
     ((LSTMPooling,), _lstm_pooling),
+    ((Bottleneck3D,), _bottleneck),
 )
 
 

@@ -31,6 +31,8 @@ setup(
         "torch": ["torch==2.13.0"],
         # TV-L1 optical flow extraction.
         "flow": ["opencv-contrib-python-headless>=4.8"],
+        # ONNX export (bert3d export --onnx) and checking it.
+        "onnx": ["tf2onnx>=1.17", "onnxruntime"],
         # KerasTuner's BayesianOptimization (training/tune.py --tuner bayesian).
         "tune": ["scipy", "scikit-learn"],
         "test": ["pytest>=8", "pytest-xdist>=3", "opencv-contrib-python-headless>=4.8"],

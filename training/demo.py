@@ -75,7 +75,7 @@ def main(argv=None):
     print("\nmulti-clip x 10-crop test accuracy on the synthetic ordered-events dataset:")
     for pooling, (run_dir, summary, metrics, minutes) in results.items():
         print(f"{pooling}: top-1 {100 * metrics['top1']:.1f}%  (mean class {100 * metrics['mean_class_accuracy']:.1f}%, "
-              f"{metrics['num_videos']} test videos, trained {minutes:.1f} min, {run_dir})")
+              f"{metrics['videos']} test videos, trained {minutes:.1f} min, {run_dir})")
     margin = 100 * (results["bert"][2]["top1"] - results["tgap"][2]["top1"])
     print(f"BERT pooling {'beats' if margin > 0 else 'does not beat'} TGAP by {margin:+.1f} points")
 

@@ -77,7 +77,7 @@ def main(argv=None):
         print(f"{pooling}: top-1 {100 * metrics['top1']:.1f}%  (mean class {100 * metrics['mean_class_accuracy']:.1f}%, "
               f"{metrics['videos']} test videos, trained {minutes:.1f} min, {run_dir})")
     margin = 100 * (results["bert"][2]["top1"] - results["tgap"][2]["top1"])
-    print(f"BERT pooling {'beats' if margin > 0 else 'does not beat'} TGAP by {margin:+.1f} points")
+    print(f"BERT pooling minus TGAP: {margin:+.1f} points of top-1")
 
     better = max(POOLINGS, key=lambda p: results[p][2]["top1"])
     from keras_bert3d.serving.export import export_saved_model

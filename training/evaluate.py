@@ -43,16 +43,13 @@ class StreamResult:
 
 
 def parse_clips(value):
-    """``"cover"``, ``"center"`` or a positive int (K uniform clips)."""
-    if value in ("cover", "center"):
-        return value
+    """``--clips``: `sampling.parse_clips` as an argparse type."""
+    from keras_bert3d.data.sampling import parse_clips as parse
+
     try:
-        clips = int(value)
-    except ValueError:
-        clips = 0
-    if clips < 1:
-        raise argparse.ArgumentTypeError(f"--clips must be 'cover', 'center' or a positive int; received {value!r}")
-    return clips
+        return parse(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--{err}") from None
 
 
 def resolve(model_path, config_path=None, overrides=(), checkpoint="best"):

@@ -173,7 +173,8 @@ def _report(args, client, prediction):
 
 
 def run(args):
-    from keras_bert3d.serving.clients import ServingError, parse_clips
+    from keras_bert3d.data.sampling import parse_clips
+    from keras_bert3d.serving.clients import ServingError
     from keras_bert3d.serving.export import read_class_names
 
     if args.top < 1 or args.batch_size < 1:

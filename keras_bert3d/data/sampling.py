@@ -118,6 +118,21 @@ def uniform_clips(num_frames, clip_len, num_clips, stride=1):
     return np.stack([loop_indices(num_frames, start, clip_len, stride) for start in starts])
 
 
+def parse_clips(value):
+    """A test-clip choice from code or a command line: ``"cover"``, ``"center"``, or a positive int
+    (or its string): K uniform clips. Raises a ValueError naming what is accepted."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"clips must be >= 1; received clips={value}")
+        return int(value)
+    if value in ("cover", "center"):
+        return value
+    raise ValueError(f"clips must be 'cover' (the reference's multi-clip test), 'center' or a number of "
+                     f"uniform clips; received clips={value!r}")
+
+
 def eval_clips(num_frames, clip_len, clips_per_video="center", stride=1):
     """The clips of one test video: ``"center"`` (one centred clip, the BERT test script), ``"cover"``
     (the reference's non-overlapping multi-clip cover) or an int K (``uniform_clips``).

@@ -35,6 +35,7 @@ import urllib.request
 import numpy as np
 
 from keras_bert3d.data import sampling
+from keras_bert3d.data.sampling import parse_clips
 from keras_bert3d.data.video_reader import probe, read_frames
 
 AGGREGATIONS = ("logits", "probabilities")
@@ -58,20 +59,6 @@ class VideoPrediction(typing.NamedTuple):
     probabilities: np.ndarray  # (C,) aggregated
     top: list  # [(index, class name, probability)], best first
     class_names: list  # names known to the client (index -> name); may be shorter than C
-
-
-def parse_clips(value):
-    """``"cover"``, ``"center"``, a positive int or its string (K uniform clips) -> the sampling argument."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if value < 1:
-            raise ValueError(f"clips must be >= 1; received clips={value}")
-        return int(value)
-    if value in ("cover", "center"):
-        return value
-    raise ValueError(f"clips must be 'cover' (the reference's multi-clip test), 'center' or a number of "
-                     f"uniform clips; received clips={value!r}")
 
 
 def sample_clips(path, clip_len, clips="cover", stride=1):

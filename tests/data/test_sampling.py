@@ -138,3 +138,13 @@ def test_eval_clips_dispatch():
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         sampling.val_indices(**kwargs)
+
+
+def test_parse_clips():
+    from keras_bert3d.data.sampling import parse_clips
+
+    assert parse_clips("cover") == "cover" and parse_clips("center") == "center"
+    assert parse_clips("3") == 3 and parse_clips(4) == 4
+    for bad in ("0", 0, -2, "many", True, 2.5):
+        with pytest.raises(ValueError, match="clips"):
+            parse_clips(bad)

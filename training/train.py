@@ -1,12 +1,13 @@
 """Train a keras_bert3d model with the reference recipe: ``python -m training.train CONFIG [key=value ...]``.
 
 `train(config)` builds the model (a preset or a VideoClassifier config, optionally starting from converted
-weights, a .keras file or a reference .pth/.npz), the tf.data pipelines of the train and validation subsets,
-and runs ``model.fit`` (strategies ``default`` and ``mirrored``; ``multi_worker``, and ``mirrored`` with
-gradient accumulation, which Keras 3 cannot run under MirroredStrategy, go to the custom loop
-`training.distributed.custom_fit`). Everything lands in ``<output_dir>/<name>/``: config.yaml (resolved),
-class_names.json, backup/ (the resumable training state), best.keras (best val top-1), last.keras,
-history.csv (epoch 0-based, as Keras' CSVLogger), logs/ (TensorBoard) and summary.json.
+weights, a .keras file or a reference .pth/.npz), the tf.data pipelines of the train and validation subsets
+(training/pipelines.py), and runs ``model.fit`` with the callbacks of training/callbacks.py (strategies
+``default`` and ``mirrored``; ``multi_worker``, and ``mirrored`` with gradient accumulation, which Keras 3
+cannot run under MirroredStrategy, go to the custom loop `training.distributed.custom_fit`). Everything
+lands in ``<output_dir>/<name>/``: config.yaml (resolved), class_names.json, backup/ (the resumable training
+state), best.keras (best val top-1), last.keras, history.csv (epoch 0-based, as Keras' CSVLogger), logs/
+(TensorBoard) and summary.json.
 
 Reproducible: the seed fixes the initial weights, dropout and masking, and each epoch's clip sampling,
 augmentation and order (epoch ``e`` is drawn from ``(seed, e)``, whatever happened before). Resumable: run
@@ -25,9 +26,8 @@ import warnings
 if __package__ in (None, ""):  # `python training/train.py`: make `training` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-
 from training.config import describe, load_config, save_config, validate_config  # noqa: E402
+from training.pipelines import Pipelines, build_indexes  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -88,69 +88,6 @@ def load_starting_weights(model, path):
     report = load_reference_weights(model, read_state_dict(path))
     return (f"loaded {len(report.loaded)} reference tensors from {path}; {len(report.missing)} missing (kept as "
             f"initialised), {len(report.unexpected)} unexpected")
-
-
-# ------------------------------------------------------------------------------------------------ data
-def epoch_seed(seed, epoch):
-    """The data seed of ``epoch``: a function of (seed, epoch) only, so a resumed run draws the same clips."""
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
-
-
-def build_indexes(data):
-    from keras_bert3d.data.indexes import build_index
-
-    def index(subset, modality):
-        return build_index(data["dataset"], data["root"], data["annotations"], split=data["split"], subset=subset,
-                           modality=modality, classes=data["classes"])
-
-    return index
-
-
-class Pipelines:
-    """The training batches of each epoch and the validation batches, sharing one bad-video counter."""
-
-    def __init__(self, data, preprocessing, train_index, val_index, num_classes, seed, steps_per_epoch,
-                 counter=None):
-        from keras_bert3d.data.bad_videos import BadVideoCounter
-
-        self.data, self.prep, self.num_classes, self.seed = data, preprocessing, num_classes, seed
-        self.train_index, self.val_index, self.steps = train_index, val_index, steps_per_epoch
-        self.counter = counter or BadVideoCounter()
-        self.one_hot = bool(data["mixup"] or data["cutmix"])
-
-    def _source(self, index, tfrecord):
-        if self.data["source"] == "tfrecord" and tfrecord:
-            return tfrecord, "tfrecord"
-        return index, self.data["source"] if self.data["source"] != "tfrecord" else "auto"
-
-    def train_epoch(self, epoch, skip=0, batch_size=None, index=None):
-        """Exactly ``steps_per_epoch`` batches (a pass short of skipped videos is topped up from the next
-        pass), minus the first ``skip``."""
-        from keras_bert3d.data.pipeline import make_dataset
-
-        source, kind = self._source(self.train_index if index is None else index, self.data["tfrecord"])
-        dataset = make_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
-                               seed=epoch_seed(self.seed, epoch), strict=self.data["strict"],
-                               mixup=self.data["mixup"], cutmix=self.data["cutmix"], num_classes=self.num_classes,
-                               counter=self.counter)
-        dataset = dataset.repeat().take(self.steps)
-        return dataset.skip(skip) if skip else dataset
-
-    def train_epochs(self, first, last):
-        """Epochs ``first .. last - 1`` back to back (``model.fit`` with ``steps_per_epoch``)."""
-        return functools.reduce(lambda a, b: a.concatenate(b), (self.train_epoch(e) for e in range(first, last)))
-
-    def validation(self, batch_size=None, index=None):
-        import tensorflow as tf
-
-        from keras_bert3d.data.pipeline import make_dataset
-
-        source, kind = self._source(self.val_index if index is None else index, self.data["val_tfrecord"])
-        dataset = make_dataset(source, self.prep, "val", batch_size or self.data["batch_size"], source=kind,
-                               strict=self.data["strict"], counter=self.counter)
-        if self.one_hot:
-            dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, self.num_classes)))
-        return dataset
 
 
 # ------------------------------------------------------------------------------------------------ train
@@ -243,17 +180,18 @@ def _make_optimizer(config, model):
 
 
 def _write_run_files(run_dir, config, class_names):
-    from training import recipe
+    from training import callbacks
 
     _check_resume(run_dir, config)
     save_config(config, os.path.join(run_dir, "config.yaml"))
-    recipe.atomic_write_text(os.path.join(run_dir, "class_names.json"), json.dumps(class_names))
+    callbacks.atomic_write_text(os.path.join(run_dir, "class_names.json"), json.dumps(class_names))
 
 
 def _train(config, run_dir, strategy):
     import keras
 
     from keras_bert3d.data.bad_videos import BadVideoReport
+    from training import callbacks as cb
     from training import recipe
 
     train_index, val_index, config = _indexes(config)
@@ -268,12 +206,12 @@ def _train(config, run_dir, strategy):
 
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
     pipes = Pipelines(data, model.preprocessing, train_index, val_index, num_classes, tc["seed"], steps)
-    history = recipe.HistoryCSV(os.path.join(run_dir, "history.csv"))
-    plateau = recipe.ReferenceReduceLROnPlateau("val_loss", tc["plateau_factor"], tc["plateau_patience"],
-                                                verbose=verbose)
-    best = recipe.AtomicBestCheckpoint(os.path.join(run_dir, "best.keras"), "val_top1", verbose=verbose)
+    history = cb.HistoryCSV(os.path.join(run_dir, "history.csv"))
+    plateau = cb.ReferenceReduceLROnPlateau("val_loss", tc["plateau_factor"], tc["plateau_patience"],
+                                            verbose=verbose)
+    best = cb.AtomicBestCheckpoint(os.path.join(run_dir, "best.keras"), "val_top1", verbose=verbose)
     skipped_before = {}
-    backup = recipe.TrainingBackup(
+    backup = cb.TrainingBackup(
         os.path.join(run_dir, "backup"), tc["backup_freq"], {"history": history, "plateau": plateau, "best": best},
         extra_state=lambda: {"bad_videos": _merge(skipped_before, pipes.counter.counts())},
         steps_per_epoch=steps)
@@ -286,7 +224,7 @@ def _train(config, run_dir, strategy):
             print(f"Resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} (of {steps})", flush=True)
     callbacks = [BadVideoReport(pipes.counter, verbose=1 if verbose else 0),
                  keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
-                 history, plateau, best, recipe.EpochAccumulationReset(start_epoch if start_step else None), backup]
+                 history, plateau, best, cb.EpochAccumulationReset(start_epoch if start_step else None), backup]
     fit = functools.partial(_fit, model, validation_data=pipes.validation(), validation_steps=tc["validation_steps"],
                             callbacks=callbacks, verbose=verbose, shuffle=False)
     epochs = tc["epochs"]
@@ -299,7 +237,7 @@ def _train(config, run_dir, strategy):
         start_epoch += 1
     if start_epoch < epochs:
         fit(pipes.train_epochs(start_epoch, epochs), initial_epoch=start_epoch, epochs=epochs, steps_per_epoch=steps)
-    recipe.save_model_atomic(model, os.path.join(run_dir, "last.keras"))
+    cb.save_model_atomic(model, os.path.join(run_dir, "last.keras"))
     skipped = _merge(skipped_before, pipes.counter.counts())
     return _finish(config, run_dir, {
         "model": model.name, "steps_per_epoch": steps, "num_train_videos": len(train_index),
@@ -315,12 +253,12 @@ def _fit(model, data, **kwargs):
 
 
 def _finish(config, run_dir, summary, write=True):
-    from training import recipe
+    from training import callbacks
 
     summary = {"name": config["name"], "run_dir": run_dir, "optimizer": config["train"]["optimizer"],
                "epochs": config["train"]["epochs"], "strategy": config["train"]["strategy"], **summary}
     if write:
-        recipe.atomic_write_text(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=1))
+        callbacks.atomic_write_text(os.path.join(run_dir, "summary.json"), json.dumps(summary, indent=1))
     if write and config["train"]["verbose"]:
         print(f"Done: best val top-1 {_percent(summary['best_val_top1'])} at epoch {_epoch(summary['best_epoch'])}; "
               f"{summary['skipped_videos']} skipped videos; {run_dir}", flush=True)

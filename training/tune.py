@@ -197,13 +197,13 @@ def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counte
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):
             from keras_bert3d.data.bad_videos import BadVideoReport
-            from training import recipe
+            from training import callbacks as cb
 
             tc = config["train"]
             # Made here, not passed to search(): KerasTuner deep-copies search callbacks (a counter holds a lock).
-            extra = [recipe.EpochAccumulationReset(),
-                     recipe.ReferenceReduceLROnPlateau("val_loss", tc["plateau_factor"], tc["plateau_patience"],
-                                                       verbose=0)]
+            extra = [cb.EpochAccumulationReset(),
+                     cb.ReferenceReduceLROnPlateau("val_loss", tc["plateau_factor"], tc["plateau_patience"],
+                                                   verbose=0)]
             if counter is not None:
                 extra.append(BadVideoReport(counter, verbose=1 if tc["verbose"] else 0))
             return model.fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
@@ -338,7 +338,8 @@ def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_it
           objective, space, only, directory, overwrite, verbose):
     import keras
 
-    from training.train import Pipelines, build_classifier, build_indexes, default_optimizer, model_preprocessing
+    from training.pipelines import Pipelines, build_indexes
+    from training.train import build_classifier, default_optimizer, model_preprocessing
 
     data, tc = config["data"], config["train"]
     space = resolve_space(space, only)

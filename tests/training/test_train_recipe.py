@@ -1,4 +1,5 @@
-"""training/recipe.py: the reference optimisers, the plateau schedule, atomic checkpoints and the backup."""
+"""training/recipe.py (the reference optimisers) and training/callbacks.py (the plateau schedule, atomic
+checkpoints and the backup)."""
 import json
 import os
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from keras_bert3d.models.builder import build_model
+from training import callbacks as cb
 from training import recipe
 
 TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -114,7 +116,7 @@ def _compiled(lr=1.0, accumulation=None):
 
 def test_plateau_follows_torch_semantics():
     model = _compiled(lr=1.0)
-    plateau = recipe.ReferenceReduceLROnPlateau(patience=2, factor=0.1, verbose=0)
+    plateau = cb.ReferenceReduceLROnPlateau(patience=2, factor=0.1, verbose=0)
     plateau.set_model(model)
     lrs = []
     # 1.0 improves; 0.99995 is not 1e-4 (relative) better; so epochs 2.. are bad.
@@ -124,7 +126,7 @@ def test_plateau_follows_torch_semantics():
     # torch reduces when num_bad_epochs > patience: after the 3rd bad epoch, then counts again from 0.
     assert lrs == [1.0, 1.0, 1.0, 0.1, 0.1, 0.1, 0.01]
     state = plateau.get_state()
-    fresh = recipe.ReferenceReduceLROnPlateau(patience=2)
+    fresh = cb.ReferenceReduceLROnPlateau(patience=2)
     fresh.set_state(json.loads(json.dumps(state)))
     assert fresh.get_state() == state
 
@@ -132,7 +134,7 @@ def test_plateau_follows_torch_semantics():
 def test_atomic_best_checkpoint_keeps_the_best_and_ties(tmp_path):
     model = _compiled()
     path = tmp_path / "best.keras"
-    best = recipe.AtomicBestCheckpoint(path, verbose=0)
+    best = cb.AtomicBestCheckpoint(path, verbose=0)
     best.set_model(model)
     best.on_epoch_end(0, {"val_top1": 0.5})
     first = os.path.getmtime(path)
@@ -145,12 +147,12 @@ def test_atomic_best_checkpoint_keeps_the_best_and_ties(tmp_path):
     np.testing.assert_array_equal(np.asarray(loaded.layers[1].kernel), np.ones((4, 8)))
     assert sorted(os.listdir(tmp_path)) == ["best.keras"]  # no temporary file left
     with pytest.raises(ValueError, match=".keras"):
-        recipe.AtomicBestCheckpoint(tmp_path / "best.h5")
+        cb.AtomicBestCheckpoint(tmp_path / "best.h5")
 
 
 def test_history_csv_never_duplicates_a_redone_epoch(tmp_path):
     model = _compiled()
-    history = recipe.HistoryCSV(tmp_path / "history.csv")
+    history = cb.HistoryCSV(tmp_path / "history.csv")
     history.set_model(model)
     for epoch, loss in ((0, 1.0), (1, 0.9), (1, 0.8), (2, 0.7)):
         history.on_epoch_end(epoch, {"loss": loss})
@@ -162,9 +164,9 @@ def test_epoch_accumulation_reset_drops_partial_accumulation():
     model = _compiled(accumulation=4)
     x, y = np.ones((6, 4), "float32"), np.zeros((6,), "int32")
     model.fit(x, y, batch_size=1, epochs=1, verbose=0)  # 6 micro-steps: one update, 2 pending
-    iteration, accumulators = recipe._accumulation_variables(model.optimizer)
+    iteration, accumulators = cb._accumulation_variables(model.optimizer)
     assert int(np.asarray(iteration)) == 6 and any(np.any(np.asarray(a)) for a in accumulators)
-    reset = recipe.EpochAccumulationReset(resume_epoch=1)
+    reset = cb.EpochAccumulationReset(resume_epoch=1)
     reset.set_model(model)
     reset.on_epoch_begin(1)  # the resumed epoch keeps its accumulation
     assert int(np.asarray(iteration)) == 6
@@ -197,10 +199,10 @@ def _run(backup_dir, epochs=3, crash_at=None):
     import functools
 
     model = _compiled(lr=0.05, accumulation=2)
-    history = recipe.HistoryCSV(os.path.join(backup_dir, "..", "history.csv"))
-    backup = recipe.TrainingBackup(backup_dir, save_freq=1, stateful={"history": history}, steps_per_epoch=5)
+    history = cb.HistoryCSV(os.path.join(backup_dir, "..", "history.csv"))
+    backup = cb.TrainingBackup(backup_dir, save_freq=1, stateful={"history": history}, steps_per_epoch=5)
     epoch, step = backup.restore(model)
-    callbacks = [history, recipe.EpochAccumulationReset(epoch if step else None), backup]
+    callbacks = [history, cb.EpochAccumulationReset(epoch if step else None), backup]
     if crash_at:
         callbacks.append(_Crash(crash_at))
     val = _data(99)
@@ -218,7 +220,7 @@ def test_training_backup_resumes_mid_epoch_exactly(tmp_path):
     reference, reference_rows, _ = _run(str(tmp_path / "a" / "backup"))
     with pytest.raises(KeyboardInterrupt):
         _run(str(tmp_path / "b" / "backup"), crash_at=8)  # epoch 1, after its 3rd batch (mid-accumulation)
-    state = recipe.TrainingBackup.read(str(tmp_path / "b" / "backup"))
+    state = cb.TrainingBackup.read(str(tmp_path / "b" / "backup"))
     assert (state["epoch"], state["step"]) == (1, 3)
     resumed, resumed_rows, _ = _run(str(tmp_path / "b" / "backup"))
     for a, b in zip(reference.get_weights(), resumed.get_weights()):

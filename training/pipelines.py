@@ -1,0 +1,72 @@
+"""The tf.data pipelines of a training run (`training.train`, `training.tune`).
+
+`build_indexes` makes the video indexes of the configured subsets; `Pipelines` gives the training batches of
+each epoch and the validation batches, sharing one bad-video counter. Epoch ``e`` is drawn from
+``epoch_seed(seed, e)`` (its clip sampling, augmentation and order), whatever happened before, so a resumed
+run reads the same batches as an uninterrupted one.
+"""
+import functools
+
+import numpy as np
+
+
+def epoch_seed(seed, epoch):
+    """The data seed of ``epoch``: a function of (seed, epoch) only, so a resumed run draws the same clips."""
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def build_indexes(data):
+    from keras_bert3d.data.indexes import build_index
+
+    def index(subset, modality):
+        return build_index(data["dataset"], data["root"], data["annotations"], split=data["split"], subset=subset,
+                           modality=modality, classes=data["classes"])
+
+    return index
+
+
+class Pipelines:
+    """The training batches of each epoch and the validation batches, sharing one bad-video counter."""
+
+    def __init__(self, data, preprocessing, train_index, val_index, num_classes, seed, steps_per_epoch,
+                 counter=None):
+        from keras_bert3d.data.bad_videos import BadVideoCounter
+
+        self.data, self.prep, self.num_classes, self.seed = data, preprocessing, num_classes, seed
+        self.train_index, self.val_index, self.steps = train_index, val_index, steps_per_epoch
+        self.counter = counter or BadVideoCounter()
+        self.one_hot = bool(data["mixup"] or data["cutmix"])
+
+    def _source(self, index, tfrecord):
+        if self.data["source"] == "tfrecord" and tfrecord:
+            return tfrecord, "tfrecord"
+        return index, self.data["source"] if self.data["source"] != "tfrecord" else "auto"
+
+    def train_epoch(self, epoch, skip=0, batch_size=None, index=None):
+        """Exactly ``steps_per_epoch`` batches (a pass short of skipped videos is topped up from the next
+        pass), minus the first ``skip``."""
+        from keras_bert3d.data.pipeline import make_dataset
+
+        source, kind = self._source(self.train_index if index is None else index, self.data["tfrecord"])
+        dataset = make_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
+                               seed=epoch_seed(self.seed, epoch), strict=self.data["strict"],
+                               mixup=self.data["mixup"], cutmix=self.data["cutmix"], num_classes=self.num_classes,
+                               counter=self.counter)
+        dataset = dataset.repeat().take(self.steps)
+        return dataset.skip(skip) if skip else dataset
+
+    def train_epochs(self, first, last):
+        """Epochs ``first .. last - 1`` back to back (``model.fit`` with ``steps_per_epoch``)."""
+        return functools.reduce(lambda a, b: a.concatenate(b), (self.train_epoch(e) for e in range(first, last)))
+
+    def validation(self, batch_size=None, index=None):
+        import tensorflow as tf
+
+        from keras_bert3d.data.pipeline import make_dataset
+
+        source, kind = self._source(self.val_index if index is None else index, self.data["val_tfrecord"])
+        dataset = make_dataset(source, self.prep, "val", batch_size or self.data["batch_size"], source=kind,
+                               strict=self.data["strict"], counter=self.counter)
+        if self.one_hot:
+            dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, self.num_classes)))
+        return dataset

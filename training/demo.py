@@ -35,14 +35,17 @@ def build_parser():
 
 
 def make_dataset(root, videos_per_class, seed):
-    from keras_bert3d.data.synthetic import write_synthetic_dataset
+    from keras_bert3d.data.synthetic import DEMO, write_synthetic_dataset
 
+    settings = dict(DEMO, videos_per_class=videos_per_class, seed=seed)
     marker = os.path.join(root, "synthetic.json")
     if os.path.exists(marker):
         with open(marker) as f:
-            if json.load(f).get("videos_per_class") == videos_per_class:
-                return
-    write_synthetic_dataset(root, videos_per_class=videos_per_class, seed=seed)
+            info = json.load(f)
+        if all(info.get(key) == (list(value) if isinstance(value, tuple) else value)
+               for key, value in settings.items()):
+            return
+    write_synthetic_dataset(root, **settings)
 
 
 def train_and_evaluate(pooling, data_root, runs_dir, epochs, seed):

@@ -11,7 +11,10 @@ is narrower than the gap between events) carries no class information, while ord
 Guarantee: between the last frame of one event and the first frame of the next there are at least
 ``min_gap`` frames without any event, and every event lies at least ``margin`` frames from either
 end of the video. A temporal receptive field of at most ``min_gap + 1`` frames therefore never sees
-two events. ``write_synthetic_dataset`` returns (and writes to ``synthetic.json``) the values used.
+two events, and one of at most ``margin + 1`` frames that reaches past an end of the video (where
+zero padding tells absolute time) sees no event. ``DEMO`` holds settings that give this guarantee
+for the demo's small R(2+1)D. ``write_synthetic_dataset`` returns (and writes to ``synthetic.json``)
+the values used.
 
 Train on whole videos (clip length = ``num_frames``): a shorter clip can cut events out, and a
 longer one loops the video (as the reference does for short videos), which makes orders that are
@@ -32,6 +35,14 @@ COLOURS = (("Red", (230, 40, 40)), ("Green", (40, 210, 40)), ("Blue", (40, 80, 2
            ("Yellow", (230, 220, 40)), ("Magenta", (220, 40, 220)), ("Cyan", (40, 220, 220)))
 CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".avi": "mpeg4"}
 SPLITS = 3
+# The demo's dataset (`bert3d synth OUT --demo`; training/configs/synthetic_*.yaml): 264-frame 20x16 videos with
+# three 16-frame events >= 48 frames apart and >= 48 frames from either end. A temporal token of the demo's
+# small R(2+1)D (one block per stage) sees 49 frames, so no token sees two events, or an event and a clip end
+# (whose zero padding would tell absolute time): temporal average pooling is blind to the order by
+# construction, ordered tokens are not (tests/data/test_synthetic.py measures the receptive field).
+# Every frame is a keyframe: predicted frames would carry traces of an event into the gap (see gop_size).
+DEMO = {"num_frames": 264, "size": (20, 16), "event_frames": 16, "event_size": 0.75, "min_gap": 48, "margin": 48,
+        "gop_size": 1}
 # Encoder settings: high quality; MJPEG is near-lossless (4:4:4, quantiser 1-2) for tests that need exact pixels.
 _OPTIONS = {"libx264": {"crf": "18", "preset": "veryfast"}, "mjpeg": {"qmin": "1", "qmax": "2"}}
 
@@ -111,19 +122,28 @@ def _check(name, value, low, high=None):
 
 
 def _event_starts(rng, num_frames, num_events, event_frames, min_gap, margin):
-    """Uniformly random event starts with the gap and margin guarantees (stars and bars)."""
-    slack = num_frames - 2 * margin - num_events * event_frames - (num_events - 1) * min_gap
-    offsets = np.sort(rng.choice(slack + num_events, size=num_events, replace=False)) - np.arange(num_events)
-    return margin + offsets + np.arange(num_events) * (event_frames + min_gap)
+    """Event starts with the gap and margin guarantees, each drawn on its own.
+
+    The spare frames are shared out equally: event ``k`` owns a slot of ``width + 1`` possible starts
+    (``width = spare // num_events``) and its start is uniform in it, independently of the other events,
+    so its offset in its slot says nothing about its rank, nor (when the slots lie a multiple of a
+    network's temporal stride apart: `DEMO`'s 72 frames, stride 8) its phase against that stride.
+    (Uniform over all valid configurations would leak the rank: with little spare room the first event
+    tends to sit early in its range and the last one late, and a strided network sees the phase.)"""
+    spare = num_frames - 2 * margin - num_events * event_frames - (num_events - 1) * min_gap
+    width = spare // num_events
+    slots = margin + np.arange(num_events) * (event_frames + min_gap + width)
+    return slots + rng.integers(0, width + 1, size=num_events)
 
 
-def render_video(order, rng, num_frames, size, event_frames, min_gap, margin, noise=8):
+def render_video(order, rng, num_frames, size, event_frames, min_gap, margin, noise=8, event_size=0.25):
     """One video of the ordered-events task: frames (T, H, W, 3) uint8 and its event list.
 
     A grey background (level drawn per video) with uniform per-pixel noise of +-``noise`` in every
-    frame; event ``k`` of ``order`` is a square of colour ``COLOURS[order[k]]`` at a random place."""
+    frame; event ``k`` of ``order`` is a square of colour ``COLOURS[order[k]]`` at a random place, its
+    side ``event_size`` times the frame's shorter side (at least 4 pixels)."""
     width, height = size
-    side = max(4, min(height, width) // 4)
+    side = min(min(height, width), max(4, int(min(height, width) * event_size)))
     background = int(rng.integers(70, 131))
     grey = rng.integers(background - noise, background + noise + 1, (num_frames, height, width), dtype=np.int16)
     frames = np.repeat(grey.astype(np.uint8)[..., None], 3, axis=-1)
@@ -142,7 +162,7 @@ def _write_lines(path, lines):
 
 def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_frames=48, size=(64, 48), seed=0,
                             formats=("mp4", "avi"), num_events=None, event_frames=3, min_gap=None, margin=None,
-                            clips_per_group=2, fps=25):
+                            clips_per_group=2, fps=25, event_size=0.25, gop_size=12):
     """Writes the ordered-events dataset (see the module docstring) into ``out_dir``.
 
     Args:
@@ -153,9 +173,13 @@ def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_fra
         formats: extensions used in turn within each class (mp4: H.264, avi: MPEG-4 part 2, mkv).
         num_events: event types per video (default: the fewest whose orders give ``num_classes``).
         event_frames: frames each event is visible.
+        event_size: the side of an event's square as a fraction (0, 1] of the frame's shorter side.
         min_gap, margin: the guarantee of the module docstring; default: the largest gap leaving
             room for random times, ``(num_frames - num_events * event_frames) // (num_events + 2)``,
             and ``margin = min_gap // 2``.
+        gop_size: frames per group of pictures (`write_video`). Predicted frames carry a faint trace of an
+            event until the next keyframe (up to ``gop_size - 1`` frames after it), so the guarantee holds
+            for the decoded frames only with ``gop_size=1`` (every frame a keyframe, as `DEMO` has).
 
     Returns:
         A JSON-ready dict (also written to ``OUT/synthetic.json``): the arguments, ``class_names``,
@@ -165,7 +189,10 @@ def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_fra
     _check("videos_per_class", videos_per_class, 2)
     _check("clips_per_group", clips_per_group, 1)
     _check("event_frames", event_frames, 1)
+    _check("gop_size", gop_size, 1)
     _check("num_frames", num_frames, 2)
+    if isinstance(event_size, bool) or not isinstance(event_size, (int, float)) or not 0 < event_size <= 1:
+        raise ValueError(f"event_size must be a number in (0, 1]; received event_size={event_size!r}")
     width, height = (int(v) for v in size)
     if width < 8 or height < 8 or width % 2 or height % 2:
         raise ValueError(f"size must be (width, height), even and >= 8; received size={size!r}")
@@ -197,10 +224,11 @@ def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_fra
         os.makedirs(os.path.join(out_dir, name), exist_ok=True)
         for v in range(videos_per_class):
             rng = np.random.default_rng([seed, label, v])
-            frames, events = render_video(order, rng, num_frames, (width, height), event_frames, min_gap, margin)
+            frames, events = render_video(order, rng, num_frames, (width, height), event_frames, min_gap, margin,
+                                          event_size=event_size)
             group, clip = v // clips_per_group + 1, v % clips_per_group + 1
             rel = f"{name}/v_{name}_g{group:02d}_c{clip:02d}.{formats[v % len(formats)]}"
-            write_video(os.path.join(out_dir, rel), frames, fps=fps)
+            write_video(os.path.join(out_dir, rel), frames, fps=fps, gop_size=gop_size)
             videos.append({"path": rel, "label": label, "class": name, "group": group, "events": events})
     _write_lines(os.path.join(out_dir, "classInd.txt"), [f"{i + 1} {n}" for i, n in enumerate(class_names)])
     folds = min(SPLITS, num_groups)
@@ -211,7 +239,7 @@ def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_fra
         _write_lines(os.path.join(out_dir, f"testlist0{split}.txt"), [v["path"] for v in test])
     info = {"num_classes": num_classes, "videos_per_class": videos_per_class, "num_frames": num_frames,
             "size": [width, height], "seed": seed, "formats": formats, "num_events": num_events,
-            "event_frames": event_frames, "min_gap": min_gap, "margin": margin, "fps": fps,
+            "event_frames": event_frames, "event_size": event_size, "min_gap": min_gap, "margin": margin, "fps": fps, "gop_size": gop_size,
             "class_names": class_names, "videos": videos}
     with open(os.path.join(out_dir, "synthetic.json"), "w") as f:
         json.dump(info, f, indent=1)

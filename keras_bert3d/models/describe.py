@@ -13,10 +13,13 @@ def count_parameters(model):
 
 
 def describe(model, name=None):
-    """{name, backbone, frames, size, in_channels, pooling, fusion, tokens, params}.
+    """{name, backbone, frames, size, in_channels, pooling, fusion, tokens, params, gflops}.
 
-    ``tokens`` lists ``[N, d]`` for each BERT's input (empty without BERT).
+    ``tokens`` lists ``[N, d]`` for each BERT's input (empty without BERT); ``gflops`` is the forward
+    cost of one clip (multiply-add = 2, `keras_bert3d.models.flops.count_flops`).
     """
+    from keras_bert3d.models.flops import count_flops
+
     clip = model.input
     shape = clip.shape
     config = model.get_config()
@@ -29,17 +32,18 @@ def describe(model, name=None):
         "pooling": config["pooling"], "fusion": config["fusion"],
         "tokens": tokens,
         "params": count_parameters(model),
+        "gflops": round(count_flops(model) / 1e9, 1),
     }
 
 
 def format_table(rows):
     """Rows of ``describe`` as an aligned text table."""
-    header = ("name", "backbone", "frames x size", "tokens x dim", "parameters")
+    header = ("name", "backbone", "frames x size", "tokens x dim", "parameters", "GFLOPs")
     lines = [header]
     for r in rows:
         toks = " + ".join(f"{n}x{d}" for n, d in r["tokens"]) or f"- ({r['pooling']})"
         lines.append((r["name"], r["backbone"], f"{r['frames']} x {r['size']}^2 x {r['in_channels']}",
-                      toks, f"{r['params']:,}"))
+                      toks, f"{r['params']:,}", f"{r['gflops']:.1f}"))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = []
     for k, line in enumerate(lines):

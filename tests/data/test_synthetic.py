@@ -159,3 +159,18 @@ def test_cli_writes_the_dataset(tmp_path, capsys):
     assert probe(tmp_path / "out" / info["videos"][0]["path"]) == (24, 25.0, 24, 32)
     with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
         synth.run(parser.parse_args([str(tmp_path / "x"), "--size", "32"]))
+
+
+def test_demo_event_phases_do_not_tell_the_rank():
+    """The demo network strides 8 frames: the phase of an event against that grid must have the same
+    distribution whether the event comes first, second or third (else averaged tokens could tell the order)."""
+    from keras_bert3d.data.synthetic import DEMO, _event_starts
+
+    rng = np.random.default_rng(0)
+    starts = np.stack([_event_starts(rng, DEMO["num_frames"], 3, DEMO["event_frames"], DEMO["min_gap"],
+                                     DEMO["margin"]) for _ in range(4000)])
+    assert np.all(np.diff(starts, axis=1) >= DEMO["event_frames"] + DEMO["min_gap"])
+    assert starts.min() >= DEMO["margin"]
+    assert starts.max() + DEMO["event_frames"] <= DEMO["num_frames"] - DEMO["margin"]
+    phases = [np.bincount(starts[:, k] % 8, minlength=8) / len(starts) for k in range(3)]
+    assert max(np.abs(phases[k] - phases[0]).max() for k in (1, 2)) < 0.03

@@ -99,3 +99,10 @@ def test_preprocessing_overrides():
     assert "frame_size" not in backbone and "frame_size" not in classifier
     with pytest.raises(ValueError, match="frame_size"):
         resolve_preset("rgb_r2plus1d_32f_34_bert10", image_size=64, frame_size=[48, 64])
+
+
+def test_describe_counts_forward_gflops():
+    short = describe(build_model("rgb_r2plus1d_32f_34_bert10", 51))
+    long = describe(build_model("rgb_r2plus1d_64f_34_bert10", 51))
+    assert 290 < short["gflops"] < 320  # R(2+1)D-34 at 32x112^2: about 305 GFLOPs (multiply-add = 2)
+    assert abs(long["gflops"] / short["gflops"] - 2.0) < 0.01  # twice the frames, twice the work

@@ -32,6 +32,7 @@ import csv
 import math
 import os
 import sys
+import warnings
 
 if __package__ in (None, ""):  # `python training/tune.py`: make `training` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -206,7 +207,9 @@ def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counte
                                                    verbose=0)]
             if counter is not None:
                 extra.append(BadVideoReport(counter, verbose=1 if tc["verbose"] else 0))
-            return model.fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
+            with warnings.catch_warnings():  # validation sets have no known length: Keras warns when one ends
+                warnings.filterwarnings("ignore", message="Your input ran out of data")
+                return model.fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
 
     return BERT3DHyperModel(name="keras_bert3d")
 

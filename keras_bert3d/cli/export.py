@@ -8,7 +8,8 @@ def add_arguments(parser):
     parser.add_argument("model", help="a .keras file saved from a keras_bert3d VideoClassifier")
     parser.add_argument("--output", help=f"the model's export folder; default {DEFAULT_ROOT}/<model name>")
     parser.add_argument("--version", type=int, help="version sub-folder; default the next free one (1, 2, ...)")
-    parser.add_argument("--class-names", help="file of class names: one per line, or a JSON list")
+    parser.add_argument("--class-names", help="file of class names: one per line, or a JSON list (default: the "
+                        "class_names.json next to MODEL, as training runs write it)")
     parser.add_argument("--no-warmup", action="store_true", help="skip assets.extra/tf_serving_warmup_requests")
     parser.add_argument("--onnx", metavar="PATH",
                         help="also write the normalised-clip model as ONNX, batch 1 (needs pip install tf2onnx)")
@@ -31,9 +32,9 @@ def load_model(path):
 
 def run(args):
     from keras_bert3d.serving.export import (NORMALIZED_SIGNATURE, SERVING_SIGNATURE, export_litert, export_onnx,
-                                             export_saved_model, read_class_names)
+                                             class_names_beside, export_saved_model, read_class_names)
 
-    class_names = read_class_names(args.class_names) if args.class_names else None
+    class_names = read_class_names(args.class_names) if args.class_names else class_names_beside(args.model)
     model = load_model(args.model)
     output = args.output or os.path.join(DEFAULT_ROOT, model.name)
     path = export_saved_model(model, output, class_names=class_names, version=args.version,

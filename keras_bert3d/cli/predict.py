@@ -29,7 +29,8 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=4, help="clips per forward pass / request")
     parser.add_argument("--aggregate", choices=("logits", "probabilities"), default="logits",
                         help="average the clips' logits (the reference) or their probabilities")
-    parser.add_argument("--class-names", help="one class name per line, or a JSON list (a SavedModel carries its own)")
+    parser.add_argument("--class-names", help="one class name per line, or a JSON list (default: a SavedModel's own, or the "
+                             "class_names.json next to a .keras file, as training runs write it)")
     parser.add_argument("--frames", type=int,
                         help="served models: frames per clip (the model's num_frames; the export's signature "
                              "does not fix it)")
@@ -175,12 +176,14 @@ def _report(args, client, prediction):
 def run(args):
     from keras_bert3d.data.sampling import parse_clips
     from keras_bert3d.serving.clients import ServingError
-    from keras_bert3d.serving.export import read_class_names
+    from keras_bert3d.serving.export import class_names_beside, read_class_names
 
     if args.top < 1 or args.batch_size < 1:
         raise ValueError(f"--top and --batch-size must be >= 1; received {args.top} and {args.batch_size}")
     parse_clips(args.clips)  # a bad --clips fails before the model loads
     names = read_class_names(args.class_names) if args.class_names else None
+    if names is None and args.model.endswith(".keras"):
+        names = class_names_beside(args.model)  # a training run's class_names.json
     client = make_client(args.model, names, args.frame_size, args.frames)
     _check_rgb(client, args.model)
     if args.explain:  # refuse before decoding anything

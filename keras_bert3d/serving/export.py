@@ -58,6 +58,13 @@ def read_class_names(path):
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def class_names_beside(model_path):
+    """The class names a training run wrote next to its model (``class_names.json`` in the run folder of
+    ``best.keras``/``last.keras``), or None when there is no such file."""
+    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(model_path))), "class_names.json")
+    return read_class_names(path) if os.path.isfile(path) else None
+
+
 def next_version(export_dir):
     """1 + the largest integer sub-directory name of ``export_dir`` (1 if none)."""
     if not os.path.isdir(export_dir):

@@ -147,3 +147,20 @@ def test_draw_explanation_with_two_berts(tmp_path):
     assert large.shape[0] > small.shape[0] and large.shape[1] == small.shape[1]  # one more chart row
     blue = (large[..., 2] > 200) & (large[..., 0] < 60) & (large[..., 1] < 60)
     assert blue.sum() > 1000
+
+
+def test_a_training_runs_class_names_are_found_beside_its_model(setup, bert3d, capsys, tmp_path):
+    """Training writes class_names.json into the run folder: predict and export use it without --class-names."""
+    import shutil
+
+    run = tmp_path / "runs" / "tiny"
+    run.mkdir(parents=True)
+    shutil.copy(setup.keras, run / "best.keras")
+    names = [f"run class {i}" for i in range(NUM_CLASSES)]
+    (run / "class_names.json").write_text(json.dumps(names))
+    result = _json(bert3d, capsys, setup.video, "--model", str(run / "best.keras"))
+    assert [r["class"] for r in result["top"]] == [names[r["index"]] for r in result["top"]]
+    assert main(["export", str(run / "best.keras"), "--output", str(tmp_path / "export"), "--no-warmup"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    exported = _json(bert3d, capsys, setup.video, "--model", str(tmp_path / "export"))
+    assert [r["class"] for r in exported["top"]] == [names[r["index"]] for r in exported["top"]]

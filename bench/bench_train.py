@@ -37,10 +37,7 @@ def _one(args):
     if args.precision != "float32":
         keras.config.set_dtype_policy(args.precision)
     overrides = json.loads(args.overrides)
-    import contextlib
-
-    with keras.RematScope(mode=args.remat) if args.remat else contextlib.nullcontext():
-        model = build_model(args.model, args.num_classes, **overrides)
+    model = build_model(args.model, args.num_classes, **overrides)
     prep = model.preprocessing
     size, frames, channels = prep["crop_size"], prep["num_frames"], len(prep["mean"])
     rng = np.random.default_rng(0)
@@ -88,9 +85,6 @@ def main(argv=None):
     parser.add_argument("--accumulations", default="1,16", help="gradient accumulation steps to compare")
     parser.add_argument("--precisions", default="float32,mixed_bfloat16,mixed_float16")
     parser.add_argument("--jit", action="store_true", help="jit_compile=True")
-    parser.add_argument("--remat", choices=("full", "activations", "larger_than"),
-                        help="build the model under keras.RematScope(mode=...): recompute activations in the "
-                             "backward pass instead of keeping them (less memory, more compute)")
     parser.add_argument("--overrides", default="{}", help='build_model overrides as JSON, e.g. \'{"num_frames": 8}\'')
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -111,12 +105,14 @@ def main(argv=None):
             command = [sys.executable, os.path.abspath(__file__), "--one", "--precision", precision,
                        "--accumulation", str(accumulation), "--model", args.model, "--num-classes",
                        str(args.num_classes), "--batch-size", str(args.batch_size), "--steps", str(args.steps),
-                       "--warmup", str(args.warmup), "--overrides", args.overrides] + (["--jit"] if args.jit else []) + \
-                (["--remat", args.remat] if args.remat else [])
+                       "--warmup", str(args.warmup), "--overrides", args.overrides] + (["--jit"] if args.jit else [])
             result = subprocess.run(command, capture_output=True, text=True, env=env)
             lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
             if result.returncode or not lines:
                 reason = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
+                if result.returncode < 0:  # killed by a signal: SIGKILL is the kernel's out-of-memory killer
+                    reason = f"killed by signal {-result.returncode}" + (" (out of memory)" if result.returncode == -9
+                                                                          else "")
                 notes.append(f"{precision}, accumulation {accumulation}: failed ({reason[:200]})")
                 continue
             rows.append(json.loads(lines[-1]))
@@ -124,7 +120,6 @@ def main(argv=None):
                   file=sys.stderr, flush=True)
     print(f"\n{args.model}, batch {args.batch_size}, {args.steps} timed steps after {args.warmup} warm-up, "
           f"{'GPU' if gpu else f'CPU ({os.cpu_count()} cores)'}, jit_compile={args.jit}")
-    print(f"remat: {args.remat or 'off'}")
     print("| precision | accumulation | step (s) | clips/s | CPU s/step | first step (s) | peak RSS (GB) | load |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:

@@ -14,6 +14,7 @@ the signal and attention over ordered tokens keeps it. Every step resumes: run i
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -35,6 +36,7 @@ def build_parser():
 
 
 def make_dataset(root, videos_per_class, seed):
+    """Writes the demo's dataset into ``root`` unless it holds one with these settings; True if written."""
     from keras_bert3d.data.synthetic import DEMO, write_synthetic_dataset
 
     settings = dict(DEMO, videos_per_class=videos_per_class, seed=seed)
@@ -44,8 +46,19 @@ def make_dataset(root, videos_per_class, seed):
             info = json.load(f)
         if all(info.get(key) == (list(value) if isinstance(value, tuple) else value)
                for key, value in settings.items()):
-            return
+            return False
+        shutil.rmtree(root)  # another version's videos: none of them may stay
     write_synthetic_dataset(root, **settings)
+    return True
+
+
+def clear_runs(runs_dir):
+    """Removes the demo's runs (trained on a dataset that has just been replaced); returns their folders."""
+    stale = [os.path.join(runs_dir, f"synthetic_{pooling}") for pooling in POOLINGS]
+    stale = [path for path in stale if os.path.isdir(path)]
+    for path in stale:
+        shutil.rmtree(path)
+    return stale
 
 
 def train_and_evaluate(pooling, data_root, runs_dir, epochs, seed):
@@ -69,7 +82,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     data_root = os.path.join(args.out, "data", "synthetic")
     runs_dir = os.path.join(args.out, "runs")
-    make_dataset(data_root, args.videos_per_class, args.seed)
+    if make_dataset(data_root, args.videos_per_class, args.seed):
+        for path in clear_runs(runs_dir):
+            print(f"removed {path}: it was trained on the previous dataset")
 
     results = {}
     for pooling in POOLINGS:

@@ -50,7 +50,7 @@ def assert_matches(outputs, logits, probabilities, class_names):
     np.testing.assert_allclose(outputs["probabilities"], probabilities, rtol=0, atol=TOLERANCE * scale)
     k = min(ex.TOP_K, probabilities.shape[-1])
     assert outputs["top_k_indices"].shape == (len(logits), k) and outputs["top_k_indices"].dtype == np.int32
-    np.testing.assert_allclose(outputs["top_k_scores"], -np.sort(-probabilities)[:, :k], atol=TOLERANCE)
+    np.testing.assert_allclose(outputs["top_k_scores"], -np.sort(-probabilities)[:, :k], atol=TOLERANCE * scale)
     np.testing.assert_allclose(np.take_along_axis(probabilities, outputs["top_k_indices"], 1),
                                outputs["top_k_scores"], atol=TOLERANCE)
     names = np.array(class_names, dtype=object)[outputs["top_k_indices"]]

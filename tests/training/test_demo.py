@@ -102,12 +102,21 @@ def test_demo_writes_its_dataset_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synthetic, "write_synthetic_dataset", counting)
     root = tmp_path / "synthetic"
-    demo.make_dataset(str(root), videos_per_class=2, seed=0)
-    demo.make_dataset(str(root), videos_per_class=2, seed=0)
+    assert demo.make_dataset(str(root), videos_per_class=2, seed=0)
+    assert not demo.make_dataset(str(root), videos_per_class=2, seed=0)
     assert len(calls) == 1 and calls[0]["num_frames"] == DEMO["num_frames"]
-    demo.make_dataset(str(root), videos_per_class=3, seed=0)  # other settings: written again
-    assert len(calls) == 2
+    (root / "Stale").mkdir()  # e.g. a class of an earlier version of the dataset
+    assert demo.make_dataset(str(root), videos_per_class=3, seed=0)  # other settings: written again
+    assert len(calls) == 2 and not (root / "Stale").exists()
     assert len(list(root.glob("*/*.mp4")) + list(root.glob("*/*.avi"))) == 4 * 3
+
+
+def test_clear_runs_removes_only_the_demo_runs(tmp_path):
+    for name in ("synthetic_bert", "synthetic_tgap", "mine"):
+        (tmp_path / name / "backup").mkdir(parents=True)
+    removed = demo.clear_runs(str(tmp_path))
+    assert sorted(os.path.basename(p) for p in removed) == ["synthetic_bert", "synthetic_tgap"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
 def test_decoded_demo_videos_keep_the_guarantee(tmp_path):

@@ -2,14 +2,15 @@
 
     python -m training.demo [--out demo_out] [--epochs N] [--videos-per-class N]
 
-1. writes the synthetic ordered-events dataset (real mp4/avi videos, UCF101 layout; `bert3d synth`),
+1. writes the synthetic ordered-events dataset (real mp4/avi videos, UCF101 layout; `bert3d synth --demo`),
 2. trains the same small R(2+1)D twice, with BERT pooling and with temporal global average pooling
    (training/configs/synthetic_bert.yaml and synthetic_tgap.yaml: same budget, optimiser and seed),
 3. evaluates both with the reference's multi-clip x 10-crop protocol and prints one line per model,
 4. exports the better one as a SavedModel for TF Serving (saved_models/<name>/<version>/).
 
-Each class shows the same three coloured events; only their order differs, so averaging over time loses
-the signal and attention over ordered tokens keeps it. Every step resumes: run it again and it continues.
+Each class shows the same three coloured events; only their order differs. Each temporal token of the small
+R(2+1)D sees at most one event, so averaging the tokens (TGAP) loses the order and attention over ordered
+tokens keeps it (keras_bert3d.data.synthetic.DEMO). Every step resumes: run it again and it continues.
 """
 import argparse
 import json

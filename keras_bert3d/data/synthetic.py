@@ -39,8 +39,9 @@ SPLITS = 3
 # three 16-frame events >= 48 frames apart and >= 48 frames from either end. A temporal token of the demo's
 # small R(2+1)D (one block per stage) sees 49 frames, so no token sees two events, or an event and a clip end
 # (whose zero padding would tell absolute time): temporal average pooling is blind to the order by
-# construction, ordered tokens are not (tests/data/test_synthetic.py measures the receptive field).
-# Every frame is a keyframe: predicted frames would carry traces of an event into the gap (see gop_size).
+# construction, ordered tokens are not (tests/training/test_demo.py measures the receptive field). Each event
+# has its own 72-frame slot (a multiple of the stride, 8), so its phase does not tell its rank (`_event_starts`),
+# and every frame is a keyframe: predicted frames would carry traces of an event into the gap (see gop_size).
 DEMO = {"num_frames": 264, "size": (20, 16), "event_frames": 16, "event_size": 0.75, "min_gap": 48, "margin": 48,
         "gop_size": 1}
 # Encoder settings: high quality; MJPEG is near-lossless (4:4:4, quantiser 1-2) for tests that need exact pixels.

@@ -52,7 +52,7 @@ def assert_matches(outputs, logits, probabilities, class_names):
     assert outputs["top_k_indices"].shape == (len(logits), k) and outputs["top_k_indices"].dtype == np.int32
     np.testing.assert_allclose(outputs["top_k_scores"], -np.sort(-probabilities)[:, :k], atol=TOLERANCE * scale)
     np.testing.assert_allclose(np.take_along_axis(probabilities, outputs["top_k_indices"], 1),
-                               outputs["top_k_scores"], atol=TOLERANCE)
+                               outputs["top_k_scores"], atol=TOLERANCE * scale)
     names = np.array(class_names, dtype=object)[outputs["top_k_indices"]]
     assert [[c.decode() for c in row] for row in outputs["top_k_classes"]] == names.tolist()
 

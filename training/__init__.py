@@ -4,5 +4,5 @@ train.py (model.fit with the reference recipe), config.py (YAML/JSON configs), r
 metrics), callbacks.py (plateau schedule, best checkpoint, history, resumable backup), pipelines.py (the
 tf.data pipelines of a run), distributed.py (strategies and the multi-worker training loop) with
 replica_steps.py (its per-replica steps), evaluation.py / evaluate.py (multi-clip testing), tune.py
-(KerasTuner), export.py; configs/ holds the paper's settings.
+(KerasTuner) with search_space.py (what it searches), export.py; configs/ holds the paper's settings.
 """

@@ -10,7 +10,7 @@ import yaml
 
 import keras_bert3d
 from keras_bert3d.data.synthetic import write_synthetic_dataset
-from training import tune
+from training import search_space, tune
 from training.config import load_config, save_config
 from training.train import build_classifier
 
@@ -36,30 +36,30 @@ def config_file(tmp_path_factory):
 
 
 def test_resolve_space(tmp_path):
-    assert tune.resolve_space() == tune.SEARCH_SPACE
+    assert search_space.resolve_space() == search_space.SEARCH_SPACE
     (tmp_path / "space.yaml").write_text("num_layers: 1\nfreeze_backbone: null\n"
                                          "learning_rate: {min: 1.0e-5, max: 1.0e-3, sampling: log}\n")
-    space = tune.resolve_space(str(tmp_path / "space.yaml"))
+    space = search_space.resolve_space(str(tmp_path / "space.yaml"))
     assert space["num_layers"] == 1 and "freeze_backbone" not in space
-    assert space["learning_rate"]["max"] == 1e-3 and space["num_heads"] == tune.SEARCH_SPACE["num_heads"]
-    assert set(tune.resolve_space(only=["num_heads", "learning_rate"])) == {"num_heads", "learning_rate"}
+    assert space["learning_rate"]["max"] == 1e-3 and space["num_heads"] == search_space.SEARCH_SPACE["num_heads"]
+    assert set(search_space.resolve_space(only=["num_heads", "learning_rate"])) == {"num_heads", "learning_rate"}
     with pytest.raises(ValueError, match="'hidden_dim'"):
-        tune.resolve_space({"hidden_dim": {"values": [1]}})
+        search_space.resolve_space({"hidden_dim": {"values": [1]}})
     with pytest.raises(ValueError, match="nmu_heads"):
-        tune.resolve_space(only=["nmu_heads"])
+        search_space.resolve_space(only=["nmu_heads"])
     with pytest.raises(ValueError, match="min must be <= max"):
-        tune.resolve_space({"bert_dropout": {"min": 0.5, "max": 0.1}})
+        search_space.resolve_space({"bert_dropout": {"min": 0.5, "max": 0.1}})
     with pytest.raises(ValueError, match="values"):
-        tune.resolve_space({"num_heads": [2, 4]})
+        search_space.resolve_space({"num_heads": [2, 4]})
 
 
 def test_define_declares_keras_tuner_hyperparameters():
     hp = keras_tuner.HyperParameters()
-    assert tune.define(hp, "num_heads", {"values": [4, 2]}) == 4  # a choice's default is its first value
-    assert tune.define(hp, "freeze_backbone", {"values": [False, True]}) is False
-    assert tune.define(hp, "num_layers", {"min": 1, "max": 3}) == 1
-    assert tune.define(hp, "mask_keep_prob", {"min": 0.6, "max": 1.0, "step": 0.1}) == 0.6
-    assert tune.define(hp, "weight_decay", 1e-3) == 1e-3
+    assert search_space.define(hp, "num_heads", {"values": [4, 2]}) == 4  # a choice's default is its first value
+    assert search_space.define(hp, "freeze_backbone", {"values": [False, True]}) is False
+    assert search_space.define(hp, "num_layers", {"min": 1, "max": 3}) == 1
+    assert search_space.define(hp, "mask_keep_prob", {"min": 0.6, "max": 1.0, "step": 0.1}) == 0.6
+    assert search_space.define(hp, "weight_decay", 1e-3) == 1e-3
     kinds = {p.name: type(p).__name__ for p in hp.space}
     assert kinds == {"num_heads": "Choice", "freeze_backbone": "Boolean", "num_layers": "Int",
                      "mask_keep_prob": "Float", "weight_decay": "Fixed"}
@@ -70,14 +70,14 @@ def test_define_declares_keras_tuner_hyperparameters():
 
 def test_space_fitted_to_model():
     model = keras_bert3d.build_model(PRESET, 3, **TINY)
-    space = tune.fit_space_to_model({"num_heads": {"values": [3, 4, 8, 32]}}, model)
+    space = search_space.fit_space_to_model({"num_heads": {"values": [3, 4, 8, 32]}}, model)
     assert space["num_heads"]["values"] == [h for h in (3, 4, 8, 32) if TOKEN_WIDTH % h == 0] == [4, 8]
     with pytest.raises(ValueError, match="divides"):
-        tune.fit_space_to_model({"num_heads": {"values": [3, 5]}}, model)
+        search_space.fit_space_to_model({"num_heads": {"values": [3, 5]}}, model)
     tgap = keras_bert3d.build_model("rgb_r2plus1d_32f_34", 3, **{k: v for k, v in TINY.items() if k != "num_heads"})
     with pytest.raises(ValueError, match="no BERT"):
-        tune.fit_space_to_model(tune.SEARCH_SPACE, tgap)
-    assert tune.fit_space_to_model({"learning_rate": 1e-4}, tgap) == {"learning_rate": 1e-4}
+        search_space.fit_space_to_model(search_space.SEARCH_SPACE, tgap)
+    assert search_space.fit_space_to_model({"learning_rate": 1e-4}, tgap) == {"learning_rate": 1e-4}
 
 
 def test_best_config_is_a_training_config(config_file, tmp_path):

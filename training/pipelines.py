@@ -1,11 +1,12 @@
 """The tf.data pipelines of a training run (`training.train`, `training.tune`).
 
 `build_indexes` makes the video indexes of the configured subsets; `Pipelines` gives the training batches of
-each epoch and the validation batches, sharing one bad-video counter. Epoch ``e`` is drawn from
+each epoch and the validation batches, sharing one bad-video counter; `fit` runs ``model.fit`` on them. Epoch ``e`` is drawn from
 ``epoch_seed(seed, e)`` (its clip sampling, augmentation and order), whatever happened before, so a resumed
 run reads the same batches as an uninterrupted one.
 """
 import functools
+import warnings
 
 import numpy as np
 
@@ -13,6 +14,14 @@ import numpy as np
 def epoch_seed(seed, epoch):
     """The data seed of ``epoch``: a function of (seed, epoch) only, so a resumed run draws the same clips."""
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
+
+
+def fit(model, *args, **kwargs):
+    """``model.fit`` without Keras' warning at the end of each validation pass (the validation pipelines
+    have no known length, so running out of data is how a pass ends)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        return model.fit(*args, **kwargs)
 
 
 def build_indexes(data):

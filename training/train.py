@@ -21,13 +21,12 @@ import json
 import math
 import os
 import sys
-import warnings
 
 if __package__ in (None, ""):  # `python training/train.py`: make `training` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from training.config import describe, load_config, save_config, validate_config  # noqa: E402
-from training.pipelines import Pipelines, build_indexes  # noqa: E402
+from training.pipelines import Pipelines, build_indexes, fit as fit_model  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -225,8 +224,9 @@ def _train(config, run_dir, strategy):
     callbacks = [BadVideoReport(pipes.counter, verbose=1 if verbose else 0),
                  keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
                  history, plateau, best, cb.EpochAccumulationReset(start_epoch if start_step else None), backup]
-    fit = functools.partial(_fit, model, validation_data=pipes.validation(), validation_steps=tc["validation_steps"],
-                            callbacks=callbacks, verbose=verbose, shuffle=False)
+    fit = functools.partial(fit_model, model, validation_data=pipes.validation(),
+                            validation_steps=tc["validation_steps"], callbacks=callbacks, verbose=verbose,
+                            shuffle=False)
     epochs = tc["epochs"]
     if start_step and start_epoch < epochs:  # finish the interrupted epoch, then the rest
         # Keras builds the compiled metrics on first use: one validation batch builds them, so that the
@@ -244,12 +244,6 @@ def _train(config, run_dir, strategy):
         "num_val_videos": len(val_index), "best_epoch": best.best_epoch, "best_val_top1": best.best,
         "final": history.rows[-1] if history.rows else None, "skipped_videos": sum(skipped.values()),
         "skipped_by_reason": skipped, "resumed_from": resumed})
-
-
-def _fit(model, data, **kwargs):
-    with warnings.catch_warnings():  # validation sets have no known length: Keras warns when one ends
-        warnings.filterwarnings("ignore", message="Your input ran out of data")
-        return model.fit(data, **kwargs)
 
 
 def _finish(config, run_dir, summary, write=True):

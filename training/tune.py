@@ -33,11 +33,11 @@ import csv
 import math
 import os
 import sys
-import warnings
 
 if __package__ in (None, ""):  # `python training/tune.py`: make `training` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from training import pipelines  # noqa: E402
 from training.config import load_config, save_config, validate_config  # noqa: E402
 from training.search_space import (BERT_KEYS, SEARCH_SPACE, SGD_LEARNING_RATE, TRAIN_KEYS,  # noqa: E402
                                    define, fit_space_to_model, resolve_space)
@@ -108,9 +108,7 @@ def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counte
                                                    verbose=0)]
             if counter is not None:
                 extra.append(BadVideoReport(counter, verbose=1 if tc["verbose"] else 0))
-            with warnings.catch_warnings():  # validation sets have no known length: Keras warns when one ends
-                warnings.filterwarnings("ignore", message="Your input ran out of data")
-                return model.fit(*args, callbacks=list(callbacks or []) + extra, **kwargs)
+            return pipelines.fit(model, *args, callbacks=list(callbacks or []) + extra, **kwargs)
 
     return BERT3DHyperModel(name="keras_bert3d")
 
@@ -242,13 +240,12 @@ def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_it
           objective, space, only, directory, overwrite, verbose):
     import keras
 
-    from training.pipelines import Pipelines, build_indexes
     from training.train import build_classifier, default_optimizer, model_preprocessing
 
     data, tc = config["data"], config["train"]
     space = resolve_space(space, only)
     preprocessing = model_preprocessing(config["model"])
-    index = build_indexes(data)
+    index = pipelines.build_indexes(data)
     train_index = index(data["train_subset"], preprocessing["modality"])
     val_index = index(data["val_subset"], preprocessing["modality"])
     num_classes = config["model"]["num_classes"] or train_index.num_classes
@@ -262,7 +259,7 @@ def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_it
 
     epochs = epochs or tc["epochs"]
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
-    pipes = Pipelines(data, preprocessing, train_index, val_index, num_classes, tc["seed"], steps)
+    pipes = pipelines.Pipelines(data, preprocessing, train_index, val_index, num_classes, tc["seed"], steps)
     directory = directory or os.path.join(config["output_dir"], config["name"], "tune")
     optimizer = tc["optimizer"] if tc["optimizer"] != "auto" else default_optimizer(config["model"])
     if optimizer == "sgd" and space.get("learning_rate") == SEARCH_SPACE["learning_rate"]:

@@ -1,5 +1,6 @@
 """`bert3d index`: what a dataset index sees (counts, classes, what is missing on disk, the first rows)."""
 import json
+import os
 import sys
 import warnings
 
@@ -27,7 +28,8 @@ def add_arguments(parser):
     parser.add_argument("--classes", default=None, help="class order file (kinetics, frames)")
     parser.add_argument("--rows", type=int, default=10, help="how many rows to show (default 10)")
     parser.add_argument("--json", action="store_true",
-                        help="print a JSON list, one object per video: path, label, class, num_frames")
+                        help="print a JSON list, one object per video: path (absolute), root (the folder the index "
+                             "found the videos in), label, class, num_frames")
 
 
 def format_rows(index, count):
@@ -56,9 +58,14 @@ def run(args):
     if args.json:
         for warning in caught:  # stdout stays pure JSON
             print(f"warning: {warning.message}", file=sys.stderr)
-        print(json.dumps([r.to_dict() for r in index.records], indent=1))
+        root = index.root or os.path.abspath(args.root)
+        print(f"root: {root}", file=sys.stderr)
+        rows = [dict(r.to_dict(), path=os.path.abspath(r.path), root=root) for r in index.records]
+        print(json.dumps(rows, indent=1))
         return 0
     print(f"{args.dataset} {args.root}: {index.summary()}")
+    if index.root and os.path.abspath(args.root) != index.root:
+        print(f"videos found in {index.root}")
     print(f"class order: {CLASS_ORDER[args.dataset]}; first classes: "
           f"{', '.join(f'{i}={n}' for i, n in enumerate(index.class_names[:5]))}"
           f"{' ...' if index.num_classes > 5 else ''}")

@@ -33,6 +33,7 @@ class VideoIndex:
     class_names: list
     missing: list = dataclasses.field(default_factory=list)
     source: str = "video"  # "video" (files) or "frames" (folders of JPEGs)
+    root: str | None = None  # the folder the index found the entries under (absolute), when it resolved one
 
     def __len__(self):
         return len(self.records)

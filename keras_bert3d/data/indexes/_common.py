@@ -38,9 +38,42 @@ def read_lines(path):
     return [(n, line.strip()) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
+SKIPPED_FOLDERS = ("__MACOSX",)  # archive tools' side folders, never data
+SEARCH_DEPTH = 4  # how deep below a root annotation files and video folders are looked for
+
+
+def _subfolders(folder):
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(e.path for e in entries if e.is_dir() and not e.name.startswith(".")
+                          and e.name not in SKIPPED_FOLDERS)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+
+
+def walk_folders(root, max_depth=SEARCH_DEPTH, descend=None):
+    """Folders at and below ``root`` (breadth first, hidden and archive side folders skipped, ``max_depth``
+    levels); ``descend(folder) -> False`` stops the walk below that folder."""
+    level = [os.fspath(root)]
+    for depth in range(max_depth + 1):
+        following = []
+        for folder in level:
+            yield folder
+            if depth < max_depth and (descend is None or descend(folder)):
+                following.extend(_subfolders(folder))
+        level = following
+
+
+def _ambiguous(what, candidates, argument):
+    shown = "\n  ".join(candidates[:10])
+    return ValueError(f"{len(candidates)} places hold {what}; pass the one to use ({argument}):\n  {shown}")
+
+
 def find_annotation_dir(root, annotations, folder_names, what, has_annotations):
     """The folder of the annotation files: ``annotations`` (a folder, a file in it, or a folder holding one of
-    ``folder_names``), else the default places: ``ROOT/<folder_name>``, ``ROOT``, ``ROOT/../<folder_name>``."""
+    ``folder_names``), else the default places (``ROOT/<folder_name>``, ``ROOT``, ``ROOT/../<folder_name>``,
+    MMAction2's ``ROOT/../annotations``), else the one folder anywhere below ROOT that holds them (several:
+    a ValueError naming them)."""
     if annotations is not None:
         annotations = os.fspath(annotations)
         if os.path.isfile(annotations):
@@ -48,15 +81,54 @@ def find_annotation_dir(root, annotations, folder_names, what, has_annotations):
         if not os.path.isdir(annotations):
             raise FileNotFoundError(f"annotations folder not found: annotations={annotations!r}")
         candidates = [annotations] + [os.path.join(annotations, name) for name in folder_names]
-    else:
-        parent = os.path.dirname(os.path.abspath(root))
-        candidates = ([os.path.join(root, name) for name in folder_names] + [root]
-                      + [os.path.join(parent, name) for name in folder_names])
+        for folder in candidates:
+            if has_annotations(folder):
+                return folder
+        raise FileNotFoundError(f"no {what} in {' or '.join(candidates)}")
+    parent = os.path.dirname(os.path.abspath(root))
+    candidates = ([os.path.join(root, name) for name in folder_names] + [root]
+                  + [os.path.join(parent, name) for name in (*folder_names, "annotations")])
     for folder in candidates:
         if has_annotations(folder):
             return folder
-    raise FileNotFoundError(f"no {what} in {' or '.join(candidates)}; pass the annotations folder "
-                            f"(annotations=... / --annotations)")
+    found = [folder for folder in walk_folders(root) if has_annotations(folder)]
+    if len(found) > 1:
+        raise _ambiguous(what, found, "annotations=... / --annotations")
+    if found:
+        return found[0]
+    raise FileNotFoundError(f"no {what} in {' or '.join(candidates)} or anywhere below {root}; pass the "
+                            f"annotations folder (annotations=... / --annotations)")
+
+
+def locate_base(root, entries, find, what):
+    """The folder the listed ``entries`` live under: ``root`` or the one folder below it (``SEARCH_DEPTH``
+    levels) where the most of a sample of them are found by ``find(base, entry) -> path or None``.
+
+    Returns ``(base, folders looked in)``. A tie between folders neither of which holds the other is a
+    ValueError naming them (two copies of the dataset under one root); no folder with any entry returns ``root``.
+    """
+    root = os.fspath(root)
+    if not entries:
+        return root, [root]
+    step = max(1, len(entries) // 40)
+    sample = list(entries[::step])[:40]
+    hits, looked = {}, []
+
+    def descend(folder):
+        looked.append(folder)
+        hits[folder] = sum(find(folder, entry) is not None for entry in sample)
+        return hits[folder] < len(sample)  # everything found here: nothing deeper to look at
+
+    for _ in walk_folders(root, SEARCH_DEPTH - 1, descend):
+        pass
+    best = max(hits.values())
+    if best == 0:
+        return root, looked
+    winners = [folder for folder in looked if hits[folder] == best]
+    winners = [w for w in winners if not any(w.startswith(o.rstrip(os.sep) + os.sep) for o in winners if o != w)]
+    if len(winners) > 1:
+        raise _ambiguous(f"{what} ({best} of {len(sample)} sampled entries each)", winners, "a root below these")
+    return winners[0], looked
 
 
 def read_class_file(path):
@@ -133,6 +205,18 @@ class DiskLookup:
             current = os.path.join(current, found)
         return current
 
+    def resolve_video(self, root, relative):
+        """`resolve`, else the same stem with another video extension (a list's ``.avi`` re-encoded as ``.mp4``)."""
+        found = self.resolve(root, relative)
+        if found is not None:
+            return found
+        head, name = os.path.split(relative.replace("\\", "/"))
+        folder = self.resolve(root, head) if head else os.fspath(root)
+        stem, ext = os.path.splitext(name)
+        if folder is None or ext.lower() not in VIDEO_EXTENSIONS:
+            return None
+        return self.find_stem(folder, stem, VIDEO_EXTENSIONS)
+
     def find_stem(self, directory, stem, extensions):
         """The path of ``directory/stem<ext>`` for the first extension found, or None."""
         for ext in extensions:
@@ -142,10 +226,17 @@ class DiskLookup:
         return None
 
 
-def report_missing(name, missing, total, where):
-    """Warn once, up front, about every listed entry that is not on disk (first few shown, and the count)."""
+def report_missing(name, missing, total, where, looked_in=None):
+    """Warn once, up front, about every listed entry that is not on disk (first few shown, and the count);
+    when every one is missing, a FileNotFoundError naming the folders looked in (an index of nothing)."""
     if not missing:
         return
+    if len(missing) == total:
+        folders = list(dict.fromkeys(looked_in or [where]))
+        shown = ", ".join(folders[:SHOWN_MISSING]) + (f" (+{len(folders) - SHOWN_MISSING} more)"
+                                                      if len(folders) > SHOWN_MISSING else "")
+        raise FileNotFoundError(f"{name} index: none of the {total} listed entries is on disk (first: "
+                                f"{missing[0]}); looked in {shown}. Pass the folder that holds them as the root")
     shown = ", ".join(missing[:SHOWN_MISSING])
     more = f" (+{len(missing) - SHOWN_MISSING} more)" if len(missing) > SHOWN_MISSING else ""
     message = (f"{name} index: {len(missing)} of {total} listed entries are missing under {where} and are left "

@@ -60,7 +60,7 @@ def class_folder_index(root):
     if empty:
         warnings.warn(f"{len(empty)} of {len(class_names)} class folders under {root} hold no videos: "
                       f"{', '.join(empty[:10])}{' ...' if len(empty) > 10 else ''}", UserWarning, stacklevel=2)
-    return VideoIndex(records, class_names, [], source=source)
+    return VideoIndex(records, class_names, [], source=source, root=os.path.abspath(root))
 
 
 def _read_csv(csv_path):
@@ -137,4 +137,4 @@ def csv_index(csv_path, root=None):
         records.append(VideoRecord(resolved, label_of[label], class_names[label_of[label]]))
     source = _source_of(found, csv_path)
     report_missing(f"CSV {os.path.basename(csv_path)}", missing, len(rows), base)
-    return VideoIndex(records, class_names, missing, source=source)
+    return VideoIndex(records, class_names, missing, source=source, root=os.path.abspath(base))

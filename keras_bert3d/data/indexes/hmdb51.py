@@ -2,11 +2,11 @@
 import os
 import re
 
-from keras_bert3d.data.indexes._common import (DiskLookup, check_split, check_subset, find_annotation_dir, malformed,
-                                               read_lines, report_missing)
+from keras_bert3d.data.indexes._common import (DiskLookup, check_split, check_subset, find_annotation_dir, locate_base,
+                                               malformed, read_lines, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
-ANNOTATION_FOLDERS = ("testTrainMulti_7030_splits", "test_train_splits")
+ANNOTATION_FOLDERS = ("testTrainMulti_7030_splits", "test_train_splits", "splits")
 SPLIT_FILE = re.compile(r"^(?P<name>.+)_test_split(?P<split>[123])\.txt$")
 SUBSET_IDS = {"train": 1, "test": 2, "val": 2}  # 0 = unused in this split
 
@@ -40,17 +40,22 @@ def hmdb51_index(root, annotations=None, split=1, subset="train"):
     """Index HMDB51 videos ``ROOT/<class>/<video>.avi`` with the official split files.
 
     Args:
-        root: the folder of the class folders.
+        root: the folder of the class folders, or a folder above it (the official archives unpacked side by
+            side, MMAction2's ``data/hmdb51`` with ``videos/`` and ``annotations/``); the folder holding the
+            listed videos is found below it.
         annotations: the folder of ``<class>_test_split{1,2,3}.txt`` (or one of those files); default
-            ``ROOT/testTrainMulti_7030_splits`` (or ``test_train_splits``), ``ROOT``, or those next to ROOT.
+            ``ROOT/testTrainMulti_7030_splits`` (or ``test_train_splits``, ``splits``), ``ROOT``, those next to
+            ROOT or ``ROOT/../annotations``, else the one folder anywhere below ROOT holding such files (several:
+            an error naming them).
         split: 1, 2 or 3.
         subset: ``"train"`` (lines marked 1) or ``"test"`` (lines marked 2; ``"val"`` is the reference's name for
             it). Lines marked 0 are unused in that split.
 
     Returns:
         A ``VideoIndex`` whose labels follow the sorted class names (the standard HMDB51 order is alphabetical:
-        ``brush_hair`` = 0 ... ``wave`` = 50). Listed videos not on disk are left out, listed in ``missing`` and
-        warned about once.
+        ``brush_hair`` = 0 ... ``wave`` = 50) and ``root`` the folder of the class folders. Listed videos not on
+        disk (matched case-insensitively, then with another video extension) are left out, listed in ``missing``
+        and warned about once; none on disk is a FileNotFoundError naming the folders looked in.
     """
     split = check_split(split)
     check_subset(subset)
@@ -66,18 +71,21 @@ def hmdb51_index(root, annotations=None, split=1, subset="train"):
         raise FileNotFoundError(f"{folder}: no split {split} file for {len(lacking)} class(es): "
                                 f"{', '.join(f'{name}_test_split{split}.txt' for name in lacking[:10])}")
     wanted = SUBSET_IDS[subset]
+    listed = [(label, name, video) for label, name in enumerate(class_names)
+              for video, mark in parse_split_file(files[name][split]) if mark == wanted]
     lookup = DiskLookup()
-    records, missing, total = [], [], 0
-    for label, name in enumerate(class_names):
-        class_dir = lookup.resolve(root, name)
-        for video, mark in parse_split_file(files[name][split]):
-            if mark != wanted:
-                continue
-            total += 1
-            path = (lookup.resolve(class_dir, video) if class_dir else None) or lookup.resolve(root, video)
-            if path is None:
-                missing.append(os.path.join(root, name, video))
-            else:
-                records.append(VideoRecord(path, label, name))
-    report_missing(f"HMDB51 split {split} {subset}", missing, total, root)
-    return VideoIndex(records, class_names, missing, source="video")
+
+    def find(base, entry):
+        name, video = entry
+        return lookup.resolve_video(base, f"{name}/{video}") or lookup.resolve_video(base, video)
+
+    base, looked = locate_base(root, [(name, video) for _, name, video in listed], find, "the listed HMDB51 videos")
+    records, missing = [], []
+    for label, name, video in listed:
+        path = find(base, (name, video))
+        if path is None:
+            missing.append(os.path.join(base, name, video))
+        else:
+            records.append(VideoRecord(path, label, name))
+    report_missing(f"HMDB51 split {split} {subset}", missing, len(listed), base, looked)
+    return VideoIndex(records, class_names, missing, source="video", root=os.path.abspath(base))

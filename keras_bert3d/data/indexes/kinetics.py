@@ -4,7 +4,7 @@ import os
 import re
 
 from keras_bert3d.data.indexes._common import (VIDEO_EXTENSIONS, DiskLookup, check_choice, find_annotation_dir,
-                                               read_class_file, report_missing)
+                                               locate_base, read_class_file, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
 SUBSETS = ("train", "val", "test")
@@ -80,8 +80,17 @@ def read_classes(classes):
     return read_class_file(path)
 
 
-def _has_csv(names):
-    return lambda folder: any(os.path.isfile(os.path.join(folder, n)) for n in names)
+def csv_names(subset):
+    """The annotation file names of ``subset``: ``train.csv`` and the prefixed ``kinetics400_train.csv``,
+    ``kinetics_700_2020_train.csv`` (MMAction2, CVDF), ..."""
+    return re.compile(rf"^(?:kinetics[\w-]*_)?(?:{'|'.join(SPLIT_NAMES[subset])})\.csv$", re.IGNORECASE)
+
+
+def _csvs_in(folder, pattern):
+    try:
+        return sorted(n for n in os.listdir(folder) if pattern.match(n) and os.path.isfile(os.path.join(folder, n)))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
 
 
 def find_csv(root, annotations_csv, subset):
@@ -91,9 +100,14 @@ def find_csv(root, annotations_csv, subset):
             return annotations_csv
         if annotations_csv.lower().endswith(".csv"):
             raise FileNotFoundError(f"annotations CSV not found: annotations_csv={annotations_csv!r}")
-    names = [f"{name}.csv" for name in SPLIT_NAMES[subset]]
-    folder = find_annotation_dir(root, annotations_csv, ("annotations",), " or ".join(names), _has_csv(names))
-    return next(os.path.join(folder, n) for n in names if os.path.isfile(os.path.join(folder, n)))
+    pattern = csv_names(subset)
+    folder = find_annotation_dir(root, annotations_csv, ("annotations",), f"{subset}.csv (or kinetics*_{subset}.csv)",
+                                 lambda d: bool(_csvs_in(d, pattern)))
+    found = _csvs_in(folder, pattern)
+    if len(found) > 1:
+        raise ValueError(f"{folder} holds {len(found)} {subset} CSVs: {', '.join(found)}; pass the one to use "
+                         f"(annotations_csv=... / --annotations)")
+    return os.path.join(folder, found[0])
 
 
 def kinetics_index(root, annotations_csv=None, subset="train", classes=None):
@@ -101,10 +115,12 @@ def kinetics_index(root, annotations_csv=None, subset="train", classes=None):
 
     Args:
         root: the folder of the clips, laid out as ``ROOT/<label>/<id>_<start:06d>_<end:06d>.mp4``, or with a split
-            folder ``ROOT/<split>/<label>/...``, or flat (``ROOT[/<split>]/<clip>``). Label folders may spell
-            spaces as spaces or underscores; any video extension is accepted.
+            folder ``ROOT/<split>/<label>/...`` (MMAction2: ``videos_<split>``), or flat (``ROOT[/<split>]/<clip>``),
+            or a folder above one of those (found below it). Label folders may spell spaces as spaces or
+            underscores; any video extension is accepted.
         annotations_csv: the CSV (``label,youtube_id,time_start,time_end,split[,is_cc]``), or a folder holding
-            ``<subset>.csv``; default ``ROOT/annotations/<subset>.csv`` or ``ROOT/<subset>.csv``.
+            ``<subset>.csv``; default ``ROOT/annotations/<subset>.csv`` or ``ROOT/<subset>.csv`` (also named
+            ``kinetics400_<subset>.csv`` and the like), else the one such file anywhere below ROOT.
         subset: ``"train"``, ``"val"`` or ``"test"``; when the CSV has a split column only its rows are kept.
         classes: the class order (a list, a text file with one name a line, or another Kinetics CSV). Default:
             the **sorted unique labels of this CSV** (the order Kinetics models use). Pass the train CSV here when
@@ -113,7 +129,7 @@ def kinetics_index(root, annotations_csv=None, subset="train", classes=None):
     Returns:
         A ``VideoIndex``. Rows without a label (the test CSV may have no label column) get label -1 and class "".
         Clips missing on disk (common with YouTube downloads) are left out, listed in ``missing`` and warned
-        about once.
+        about once; none on disk is a FileNotFoundError naming the folders looked in.
     """
     check_choice("subset", subset, SUBSETS)
     root = os.fspath(root)
@@ -123,25 +139,34 @@ def kinetics_index(root, annotations_csv=None, subset="train", classes=None):
     rows = read_rows(path, subset)
     class_names = read_classes(classes) if classes is not None else sorted({r[1] for r in rows if r[1]})
     label_of = {name: i for i, name in enumerate(class_names)}
-    bases = [root] + [os.path.join(root, name) for name in SPLIT_NAMES[subset]]
     lookup = DiskLookup()
+    split_folders = [prefix + name for name in SPLIT_NAMES[subset] for prefix in ("", "videos_")]
+
+    def find_at(base, label, stem):
+        folders = [lookup.resolve(base, n) for n in label_folders(label)] if label else []
+        for folder in [f for f in folders if f] + [base]:
+            found = lookup.find_stem(folder, stem, VIDEO_EXTENSIONS)
+            if found:
+                return found
+        return None
+
+    def find(base, row):
+        for folder in [base] + [os.path.join(base, name) for name in split_folders]:
+            found = find_at(folder, *row)
+            if found:
+                return found
+        return None
+
+    listed = [(row[1], clip_stem(*row[2:])) for row in rows]
+    base, looked = locate_base(root, listed, find, "the listed Kinetics clips")
     records, missing = [], []
-    for number, label, youtube_id, start, end in rows:
+    for (number, label, *_), entry in zip(rows, listed):
         if label is not None and label not in label_of:
             raise ValueError(f"{path}, line {number}: label {label!r} is not one of the classes={classes!r}")
-        stem = clip_stem(youtube_id, start, end)
-        found = None
-        for base in bases:
-            folders = [lookup.resolve(base, n) for n in label_folders(label)] if label else []
-            for folder in [f for f in folders if f] + [base]:
-                found = lookup.find_stem(folder, stem, VIDEO_EXTENSIONS)
-                if found:
-                    break
-            if found:
-                break
+        found = find(base, entry)
         if found is None:
-            missing.append(os.path.join(root, label or "", stem + ".mp4"))
+            missing.append(os.path.join(base, label or "", entry[1] + ".mp4"))
         else:
             records.append(VideoRecord(found, label_of[label] if label else -1, label or ""))
-    report_missing(f"Kinetics {subset}", missing, len(rows), root)
-    return VideoIndex(records, class_names, missing, source="video")
+    report_missing(f"Kinetics {subset}", missing, len(rows), base, looked)
+    return VideoIndex(records, class_names, missing, source="video", root=os.path.abspath(base))

@@ -6,8 +6,8 @@ Layout: one folder per video, ``ROOT/<folder>/img_%05d.jpg`` (RGB) or ``flow_x_%
 """
 import os
 
-from keras_bert3d.data.indexes._common import (DiskLookup, check_choice, check_split, check_subset, malformed,
-                                               read_class_file, read_lines, report_missing)
+from keras_bert3d.data.indexes._common import (DiskLookup, check_choice, check_split, check_subset, find_annotation_dir,
+                                               locate_base, malformed, read_class_file, read_lines, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
 MODALITIES = ("rgb", "flow")
@@ -17,6 +17,39 @@ CLASS_FILE = "classInd.txt"
 def split_file_name(subset, modality, split):
     """The reference's file name: ``train_rgb_split1.txt``; its test lists are called ``val``."""
     return f"{'train' if subset == 'train' else 'val'}_{modality}_split{split}.txt"
+
+
+def mmaction_file_name(subset, split, dataset="*"):
+    """MMAction2's name for the same list: ``ucf101_train_split_1_rawframes.txt``."""
+    return f"{dataset}_{'train' if subset == 'train' else 'val'}_split_{split}_rawframes.txt"
+
+
+def _split_file_in(folder, subset, modality, split):
+    """The split file of (subset, modality, split) in ``folder``: the reference's name, else MMAction2's (rgb)."""
+    reference = os.path.join(folder, split_file_name(subset, modality, split))
+    if os.path.isfile(reference):
+        return reference
+    if modality == "rgb":
+        suffix = mmaction_file_name(subset, split)[1:]
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.endswith(suffix))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return None
+        if names:
+            return os.path.join(folder, names[0])
+    return None
+
+
+def find_split_file(root, subset, modality, split):
+    """The split file when none is given: in ``ROOT/settings[/<dataset>]``, ``ROOT``, the reference's
+    ``ROOT/../settings/<dataset>`` (``datasets/hmdb51_frames`` -> ``datasets/settings/hmdb51``), else the one
+    folder anywhere below ROOT that holds it (several: an error naming them)."""
+    dataset = os.path.basename(os.path.abspath(root)).replace("_frames", "").replace("rawframes", "")
+    folder = find_annotation_dir(root, None, ("settings", os.path.join("settings", dataset)),
+                                 f"{split_file_name(subset, modality, split)} (or MMAction2's "
+                                 f"{mmaction_file_name(subset, split)})",
+                                 lambda d: _split_file_in(d, subset, modality, split) is not None)
+    return _split_file_in(folder, subset, modality, split)
 
 
 def parse_split_file(path):
@@ -35,9 +68,13 @@ def reference_frames_index(root, split_file, modality="rgb", *, split=1, subset=
     """Index the reference's frame folders from one of its split files.
 
     Args:
-        root: the folder of the per-video frame folders (``datasets/hmdb51_frames``).
+        root: the folder of the per-video frame folders (``datasets/hmdb51_frames``), or a folder above it (the
+            reference's ``datasets``, MMAction2's ``data/ucf101`` with ``rawframes/``): the folder holding the
+            listed frame folders is found below it.
         split_file: a split file, or the settings folder holding ``{train,val}_{rgb,flow}_split{K}.txt`` (then
-            ``split``, ``subset`` and ``modality`` pick the file).
+            ``split``, ``subset`` and ``modality`` pick the file; MMAction2's ``*_train_split_K_rawframes.txt``
+            is read too), or None: found in ``ROOT/settings``, ``ROOT``, ``ROOT/../settings/<dataset>`` or
+            anywhere below ROOT (several candidates: an error naming them).
         modality: ``"rgb"`` or ``"flow"``.
         split: 1, 2 or 3 (only used to pick the file in a settings folder).
         subset: ``"train"`` or ``"test"`` (= the reference's ``val`` lists; ``"val"`` is accepted too).
@@ -47,7 +84,8 @@ def reference_frames_index(root, split_file, modality="rgb", *, split=1, subset=
 
     Returns:
         A ``VideoIndex`` with ``source="frames"``; each record's ``num_frames`` comes from the split file. Listed
-        folders not on disk (matched case-insensitively) are left out, listed in ``missing`` and warned about once.
+        folders not on disk (matched case-insensitively) are left out, listed in ``missing`` and warned about once;
+        none on disk is a FileNotFoundError naming the folders looked in.
     """
     check_choice("modality", modality, MODALITIES)
     split = check_split(split)
@@ -56,11 +94,11 @@ def reference_frames_index(root, split_file, modality="rgb", *, split=1, subset=
     if not os.path.isdir(root):
         raise FileNotFoundError(f"frames root folder not found: {root}")
     if split_file is None:
-        raise ValueError("split_file is required for the reference's frame folders (a split file or the "
-                         "settings folder of train_rgb_split1.txt, ...); received split_file=None")
+        split_file = find_split_file(root, subset, modality, split)
     split_file = os.fspath(split_file)
     if os.path.isdir(split_file):
-        split_file = os.path.join(split_file, split_file_name(subset, modality, split))
+        split_file = (_split_file_in(split_file, subset, modality, split)
+                      or os.path.join(split_file, split_file_name(subset, modality, split)))
     entries = parse_split_file(split_file)
     if classes is None:
         default = os.path.join(os.path.dirname(split_file), CLASS_FILE)
@@ -71,15 +109,21 @@ def reference_frames_index(root, split_file, modality="rgb", *, split=1, subset=
     else:
         class_names = list(classes) if isinstance(classes, (list, tuple)) else read_class_file(classes)
     lookup = DiskLookup()
+
+    def find(base, folder):
+        path = lookup.resolve(base, folder)
+        return path if path is not None and os.path.isdir(path) else None
+
+    base, looked = locate_base(root, [folder for _, folder, _, _ in entries], find, "the listed frame folders")
     records, missing = [], []
     for number, folder, num_frames, label in entries:
         if label >= len(class_names):
             raise ValueError(f"{split_file}, line {number}: label {label} but only {len(class_names)} classes "
                              f"(classes={classes!r})")
-        path = lookup.resolve(root, folder)
-        if path is None or not os.path.isdir(path):
-            missing.append(os.path.join(root, folder))
+        path = find(base, folder)
+        if path is None:
+            missing.append(os.path.join(base, folder))
         else:
             records.append(VideoRecord(path, label, class_names[label], num_frames))
-    report_missing(f"frames {os.path.basename(split_file)}", missing, len(entries), root)
-    return VideoIndex(records, class_names, missing, source="frames")
+    report_missing(f"frames {os.path.basename(split_file)}", missing, len(entries), base, looked)
+    return VideoIndex(records, class_names, missing, source="frames", root=os.path.abspath(base))

@@ -1,11 +1,16 @@
 """UCF101 with its official split files (``ucfTrainTestlist``: classInd.txt, trainlist0K.txt, testlist0K.txt)."""
 import os
 
-from keras_bert3d.data.indexes._common import (DiskLookup, check_split, check_subset, find_annotation_dir, malformed,
-                                               parse_int, read_lines, report_missing)
+from keras_bert3d.data.indexes._common import (DiskLookup, check_split, check_subset, find_annotation_dir, locate_base,
+                                               malformed, parse_int, read_lines, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
 ANNOTATION_FOLDER = "ucfTrainTestlist"
+
+
+def _has_lists(folder):
+    return os.path.isfile(os.path.join(folder, "classInd.txt")) and os.path.isfile(
+        os.path.join(folder, "trainlist01.txt"))
 
 
 def read_class_ind(path):
@@ -63,34 +68,44 @@ def ucf101_index(root, annotations=None, split=1, subset="train"):
     """Index UCF101 videos ``ROOT/<Class>/<video>.avi`` with the official split files.
 
     Args:
-        root: the folder of the class folders (``UCF-101``).
+        root: the folder of the class folders (``UCF-101``), or a folder above it: the one both official
+            archives were unpacked in (``UCF-101/`` next to ``ucfTrainTestlist/``), MMAction2's ``data/ucf101``
+            (``videos/`` and ``annotations/``); the folder holding the listed videos is found below it.
         annotations: the ``ucfTrainTestlist`` folder (or a file in it); default ``ROOT/ucfTrainTestlist``,
-            ``ROOT`` or ``ROOT/../ucfTrainTestlist``.
+            ``ROOT``, ``ROOT/../ucfTrainTestlist``, ``ROOT/../annotations``, else the one folder below ROOT that
+            holds ``classInd.txt`` and ``trainlist01.txt`` (several: an error naming them).
         split: 1, 2 or 3.
         subset: ``"train"`` (trainlist0K.txt, labels from its 1-based column) or ``"test"`` (testlist0K.txt,
             labels from the class folder); ``"val"`` is the reference's name for ``"test"``.
 
     Returns:
-        A ``VideoIndex`` with 0-based labels in classInd.txt order. Listed videos not on disk (each path matched
-        case-insensitively, then also directly under ROOT) are left out, listed in ``missing`` and warned about once.
+        A ``VideoIndex`` with 0-based labels in classInd.txt order and ``root`` the folder of the class folders.
+        Listed videos not on disk (each path matched case-insensitively, then with another video extension, then
+        directly under that folder) are left out, listed in ``missing`` and warned about once; none on disk is a
+        FileNotFoundError naming the folders looked in.
     """
     split = check_split(split)
     check_subset(subset)
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"UCF101 root folder not found: {root}")
-    folder = find_annotation_dir(root, annotations, (ANNOTATION_FOLDER,), "classInd.txt",
-                                 lambda d: os.path.isfile(os.path.join(d, "classInd.txt")))
+    folder = find_annotation_dir(root, annotations, (ANNOTATION_FOLDER,), "classInd.txt and trainlist01.txt",
+                                 _has_lists)
     class_names = read_class_ind(os.path.join(folder, "classInd.txt"))
     list_name = f"{'train' if subset == 'train' else 'test'}list0{split}.txt"
     entries = parse_list(os.path.join(folder, list_name), class_names, with_label=subset == "train")
     lookup = DiskLookup()
+
+    def find(base, rel):
+        return lookup.resolve_video(base, rel) or lookup.resolve_video(base, os.path.basename(rel.replace("\\", "/")))
+
+    base, looked = locate_base(root, [rel for rel, _ in entries], find, "the listed UCF101 videos")
     records, missing = [], []
     for rel, label in entries:
-        path = lookup.resolve(root, rel) or lookup.resolve(root, os.path.basename(rel.replace("\\", "/")))
+        path = find(base, rel)
         if path is None:
-            missing.append(os.path.join(root, rel))
+            missing.append(os.path.join(base, rel))
         else:
             records.append(VideoRecord(path, label, class_names[label]))
-    report_missing(f"UCF101 split {split} {subset}", missing, len(entries), root)
-    return VideoIndex(records, class_names, missing, source="video")
+    report_missing(f"UCF101 split {split} {subset}", missing, len(entries), base, looked)
+    return VideoIndex(records, class_names, missing, source="video", root=os.path.abspath(base))

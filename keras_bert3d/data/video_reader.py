@@ -4,11 +4,21 @@
 to the last one, so a 32-frame clip from a long video costs about one GOP plus the clip. Every call
 opens its own container, so `tf.data` may call it from many threads at once.
 
-Frame ``i`` (0-based) is the frame whose presentation time is ``i / fps`` after the stream's start.
+Frame ``i`` (0-based) is the ``i``-th frame in presentation order, as a frame extractor numbers them: the
+timestamps of every packet are read once per file (demuxing only, cached) and sorted, so a variable or NTSC
+frame rate, a stream that starts at a non-zero timestamp and B-frames give the same frames as a constant-rate
+copy of the video. A rotation flag in the container (a phone's portrait video) is applied: frames come out
+upright, and `probe` reports the upright size.
+
 Every failure is a `VideoDecodeError` (a ``ValueError``) whose message names the file and the reason:
-missing, empty, not a video, no video stream, truncated, too few frames.
+missing, empty, not a video, no video stream, truncated, too few frames. A file that breaks mid-stream
+(corrupt packets after good ones, a cut tail) decodes up to the damage; the error of a clip that needs
+frames past it says where the damage is and carries ``decodable`` (the frames before it), so a caller may
+use that part instead (`keras_bert3d.data.pipeline` does when it holds a clip).
 """
+import collections
 import os
+import threading
 import typing
 
 import numpy as np
@@ -21,13 +31,14 @@ _frame_hook = None
 class VideoDecodeError(ValueError):
     """A video that cannot give the frames asked for; the message names the file and the reason."""
 
-    def __init__(self, path, reason):
+    def __init__(self, path, reason, decodable=None):
         self.path = str(path)
         self.reason = reason
+        self.decodable = decodable  # frames that decode before the damage, when known
         super().__init__(f"{self.path}: {reason}")
 
     def __reduce__(self):  # survives pickling (worker processes report it to the parent)
-        return type(self), (self.path, self.reason)
+        return type(self), (self.path, self.reason, self.decodable)
 
 
 class VideoInfo(typing.NamedTuple):
@@ -96,53 +107,114 @@ def _fps(stream):
     return 25.0
 
 
-def _count_packets(container, stream):
-    count = 0
-    for packet in container.demux(stream):
-        if packet.size:
-            count += 1
-    return count
+class _Table(typing.NamedTuple):
+    pts: typing.Optional[np.ndarray]  # sorted presentation timestamps of the packets; None: some carry none
+    rotation: int  # the container's display rotation, degrees counterclockwise (a multiple of 90)
+
+
+_TABLES = collections.OrderedDict()  # (path, size, mtime) -> _Table, the most recent last
+_TABLES_LOCK = threading.Lock()
+MAX_TABLES = 4096  # files whose tables are kept (a 2-hour video's table is ~1.4 MB)
+
+
+def _rotation(frame):
+    rotation = int(round(getattr(frame, "rotation", 0) or 0))
+    return rotation % 360 if rotation % 90 == 0 else 0
+
+
+def _frame_table(path):
+    """The sorted packet timestamps and the rotation of ``path``'s video stream (demuxed once; only its first
+    packet is decoded, for the rotation); cached per file, size and modification time."""
+    av = _import_av()
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    with _TABLES_LOCK:
+        if key in _TABLES:
+            _TABLES.move_to_end(key)
+            return _TABLES[key]
+    container, stream = _open(path)
+    pts, rotation, complete = [], None, True
+    try:
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                complete = False
+            pts.append(stamp)
+            if rotation is None:
+                try:
+                    rotation = next((_rotation(f) for f in packet.decode()), None)
+                except av.error.FFmpegError:
+                    rotation = 0
+    except av.error.FFmpegError:
+        pass  # a cut or corrupt file: the packets before the damage
+    finally:
+        container.close()
+    table = _Table(np.sort(np.asarray(pts, np.int64)) if complete and pts else None, rotation or 0)
+    with _TABLES_LOCK:
+        _TABLES[key] = table
+        while len(_TABLES) > MAX_TABLES:
+            _TABLES.popitem(last=False)
+    return table
 
 
 def probe(path):
     """Reads the container's metadata: `VideoInfo(num_frames, fps, height, width)`.
 
     The frame count comes from the container's index (``nb_frames``); when the container does not
-    store it (e.g. Matroska/WebM), the video packets are counted without decoding them.
+    store it (e.g. Matroska/WebM), the video packets are counted without decoding them. Height and
+    width are the upright frame's (a rotation flag of 90 or 270 degrees swaps them).
 
     Raises:
         VideoDecodeError: the file is missing, empty, not a video or has no video stream/frames.
     """
-    av = _import_av()
     container, stream = _open(path)
     try:
-        num_frames = stream.frames
-        if not num_frames:
-            try:
-                num_frames = _count_packets(container, stream)
-            except av.error.FFmpegError as err:
-                raise VideoDecodeError(path, f"truncated or corrupt (demuxing failed: {err})") from None
-        if not num_frames:
-            raise VideoDecodeError(path, "has no video frames")
-        ctx = stream.codec_context
-        return VideoInfo(int(num_frames), _fps(stream), int(ctx.height), int(ctx.width))
+        num_frames, ctx = stream.frames, stream.codec_context
+        size, fps = (int(ctx.height), int(ctx.width)), _fps(stream)
     finally:
         container.close()
+    table = _frame_table(os.fspath(path))
+    if not num_frames:
+        num_frames = len(table.pts) if table.pts is not None else 0
+    if not num_frames:
+        raise VideoDecodeError(path, "has no video frames")
+    if table.rotation in (90, 270):
+        size = size[::-1]
+    return VideoInfo(int(num_frames), fps, *size)
 
 
 class _Clock:
-    """Maps presentation timestamps of one stream to 0-based frame indices and back."""
+    """Maps presentation timestamps of one stream to 0-based frame indices (presentation order) and back.
 
-    def __init__(self, stream):
+    From the sorted packet timestamps (`_frame_table`) when every packet carries one; otherwise (and past the
+    packets that could be read) from the stream's start and frame rate."""
+
+    def __init__(self, stream, table=None):
         self.time_base = float(stream.time_base)
         self.fps = _fps(stream)
-        self.start = stream.start_time or 0
+        self.table = table if table is not None and len(table) else None
+        self.start = int(self.table[0]) if self.table is not None else (stream.start_time or 0)
 
     def index(self, pts):
-        return int(round((pts - self.start) * self.time_base * self.fps))
+        table = self.table
+        if table is None:
+            return int(round((pts - self.start) * self.time_base * self.fps))
+        i = int(np.searchsorted(table, pts))
+        if i >= len(table):
+            return len(table) - 1 + int(round((pts - table[-1]) * self.time_base * self.fps))
+        if i > 0 and pts - table[i - 1] < table[i] - pts:
+            i -= 1
+        return i
 
     def pts(self, index):
-        return self.start + int(index / self.fps / self.time_base)
+        table = self.table
+        if table is None:
+            return self.start + int(index / self.fps / self.time_base)
+        if index < len(table):
+            return int(table[index])
+        return int(table[-1]) + int((index - len(table) + 1) / self.fps / self.time_base)
 
 
 def _seek_packets(container, stream, clock, first):
@@ -169,12 +241,13 @@ def _chain(head, rest):
     yield from rest
 
 
-def _decoded(container, stream, clock, first, path):
+def _decoded(container, stream, clock, first, path, damage=None):
     """Yields (index, frame) in presentation order from the keyframe at or before frame ``first``.
 
     Decodes from the start (counting frames when they carry no timestamps) when seeking fails or
     its first frame lies past ``first``. A decode error after some frames ends the stream (the
-    readable part of a truncated file); before any frame it is a `VideoDecodeError`."""
+    readable part of a damaged file) and is recorded in ``damage`` (a list, when given); before any
+    frame it is a `VideoDecodeError`."""
     av = _import_av()
     packets = _seek_packets(container, stream, clock, first) if first > 0 else None
     from_start = packets is None
@@ -194,7 +267,7 @@ def _decoded(container, stream, clock, first, path):
                     index = None  # no timestamp on the first frame after a seek
                 if not from_start and position < 0 and (index is None or index > first):
                     container.seek(0)
-                    yield from _decoded(container, stream, clock, 0, path)
+                    yield from _decoded(container, stream, clock, 0, path, damage)
                     return
                 position = index
                 if _frame_hook is not None:
@@ -203,6 +276,13 @@ def _decoded(container, stream, clock, first, path):
     except av.error.FFmpegError as err:
         if position < 0:
             raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})") from None
+        if damage is not None:
+            damage.append((position + 1, str(err)))
+
+
+def _upright(frame, width, height, rotation):
+    array = frame.to_ndarray(format="rgb24", width=width, height=height)
+    return np.ascontiguousarray(np.rot90(array, rotation // 90)) if rotation else array
 
 
 def read_frames(path, indices):
@@ -234,24 +314,29 @@ def read_frames(path, indices):
         if known and last >= known:
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
         stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
-        clock = _Clock(stream)
-        found = {}
+        table = _frame_table(path)
+        clock = _Clock(stream, table.pts)
+        found, damage = {}, []
         seen = -1
         try:
-            for position, frame in _decoded(container, stream, clock, first, path):
+            for position, frame in _decoded(container, stream, clock, first, path, damage):
                 seen = max(seen, position)
                 if position in wanted and position not in found:
-                    found[position] = frame.to_ndarray(format="rgb24", width=width, height=height)
+                    found[position] = _upright(frame, width, height, table.rotation)
                 if position >= last:
                     break
         except av.error.FFmpegError as err:
-            raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})") from None
+            raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})", seen + 1) from None
         missing = sorted(wanted - found.keys())
         if missing:
+            if damage:
+                at, detail = damage[0]
+                raise VideoDecodeError(path, f"corrupt at frame {at}: frames 0-{at - 1} decode, the clip needs "
+                                             f"index {missing[-1]} ({detail})", at)
             if seen < missing[-1]:
-                raise VideoDecodeError(path, f"has {seen + 1} frames, clip needs index {missing[-1]}")
+                raise VideoDecodeError(path, f"has {seen + 1} frames, clip needs index {missing[-1]}", seen + 1)
             raise VideoDecodeError(path, f"frames {missing[:8]} not found (irregular timestamps)")
-        out = np.empty((indices.size, height, width, 3), np.uint8)
+        out = np.empty((indices.size, *found[indices[0]].shape), np.uint8)
         for row, index in enumerate(indices.tolist()):
             out[row] = found[index]
         return out
@@ -266,7 +351,8 @@ def count_decodable_frames(path):
     try:
         stream.codec_context.thread_count = 1
         last = -1
-        for position, _ in _decoded(container, stream, _Clock(stream), 0, os.fspath(path)):
+        for position, _ in _decoded(container, stream, _Clock(stream, _frame_table(os.fspath(path)).pts), 0,
+                                    os.fspath(path)):
             last = max(last, position)
         if last < 0:
             raise VideoDecodeError(path, "has no decodable frames")

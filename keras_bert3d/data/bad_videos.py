@@ -52,6 +52,7 @@ class BadVideoCounter:
         self._lock = threading.Lock()
         self._counts = {}
         self._files = {}
+        self._damaged = {}
 
     def add(self, path, reason):
         """Records one skip of ``path`` because of ``reason`` (a sentence); returns its category."""
@@ -64,6 +65,20 @@ class BadVideoCounter:
         if first:
             logger.warning("skipping bad video %s: %s", path, reason)
         return category
+
+    def note_damaged(self, path, reason):
+        """Records a video used only up to damage mid-stream (not a skip); the first time logs a warning."""
+        path = str(path)
+        with self._lock:
+            first = path not in self._damaged
+            self._damaged[path] = str(reason)
+        if first:
+            logger.warning("video damaged mid-stream, using the frames before the damage: %s: %s", path, reason)
+
+    def damaged(self):
+        """``{path: reason}`` of the videos used only up to damage mid-stream (not counted as skipped)."""
+        with self._lock:
+            return dict(self._damaged)
 
     def counts(self):
         """``{category: skips}`` so far."""
@@ -84,6 +99,7 @@ class BadVideoCounter:
         with self._lock:
             self._counts.clear()
             self._files.clear()
+            self._damaged.clear()
 
     def summary(self, counts=None):
         """One line: ``"3 bad videos skipped (missing: 2, truncated: 1)"``."""

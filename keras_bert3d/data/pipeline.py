@@ -9,7 +9,9 @@ random clip, multi-scale crop and a clip-wide flip; val the centred clip and the
 clips of ``clips_per_video`` times ``crops_per_clip`` crops. Every random draw comes from a per-video
 seed, so with ``seed`` set two runs give the same batches whatever the parallelism.
 
-Bad input (missing / empty / not a video / truncated / too few frames, a missing or broken frame file)
+A video that breaks mid-stream (corrupt packets after good ones, a cut tail) is sampled from the frames
+before the damage when they hold a clip and half its frames (`BadVideoCounter.damaged` lists it). Other
+bad input (missing / empty / not a video / truncated / too few frames, a missing or broken frame file)
 is skipped and counted in a `BadVideoCounter` (``dataset.bad_videos``; report it each epoch with
 `BadVideoReport`); ``strict=True`` raises instead (``tf.errors.InvalidArgumentError`` whose message names
 the file). A JPEG that is complete but undecodable is dropped by ``ignore_errors`` (logged, not counted).
@@ -21,11 +23,14 @@ import tensorflow as tf
 
 from keras_bert3d.data import sampling, transforms
 from keras_bert3d.data.bad_videos import BadVideoCounter
-from keras_bert3d.data.video_reader import probe, read_frames
+from keras_bert3d.data.video_reader import VideoDecodeError, probe, read_frames
 
 MODES = ("train", "val", "test")
 SOURCES = ("auto", "video", "frames", "tfrecord")
 TFRECORD_SHUFFLE_BUFFER = 256  # parsed examples (JPEG bytes) held for shuffling
+# A video that breaks mid-stream is used up to the damage when that part holds a clip and at least this share of
+# its frames (else skipped and counted): most of the labelled action is still there.
+DAMAGED_MIN_FRACTION = 0.5
 
 
 class _FrameError(ValueError):
@@ -80,7 +85,14 @@ class _Plan:
         path = path.decode("utf-8")
         try:
             num_frames = int(num_frames) if num_frames > 0 else probe(path).num_frames
-            return read_frames(path, self.indices(num_frames, seed)), True
+            try:
+                return read_frames(path, self.indices(num_frames, seed)), True
+            except VideoDecodeError as err:  # broken mid-stream: the part before the damage, if it holds a clip
+                enough = max(sampling.clip_span(self.clip_len, self.stride), DAMAGED_MIN_FRACTION * num_frames)
+                if self.strict or (err.decodable or 0) < enough:
+                    raise
+                self.counter.note_damaged(path, err.reason)
+                return read_frames(path, self.indices(err.decodable, seed)), True
         except Exception as err:  # VideoDecodeError, or anything else PyAV raises: never stop training
             return self.skip(path, err, np.zeros((0, 1, 1, 3), np.uint8))
 

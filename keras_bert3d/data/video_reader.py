@@ -159,6 +159,20 @@ def _frame_table(path):
     return table
 
 
+def _packets_end(pts, listed):
+    """The first frame whose packet could not be read, when fewer packets than the ``listed`` frame count were:
+    the first gap in the timestamps (a corrupt chunk the demuxer skipped), else the last packet read (a cut
+    tail: that packet is likely cut short too). None when nothing is missing."""
+    if pts is None or not listed or len(pts) >= listed:
+        return None
+    steps = np.diff(pts)
+    if len(steps):
+        gaps = np.nonzero(steps > 1.5 * np.median(steps))[0]
+        if len(gaps):
+            return int(gaps[0]) + 1
+    return max(len(pts) - 1, 0)
+
+
 def probe(path):
     """Reads the container's metadata: `VideoInfo(num_frames, fps, height, width)`.
 
@@ -315,6 +329,10 @@ def read_frames(path, indices):
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
         stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
         table = _frame_table(path)
+        end = _packets_end(table.pts, known)
+        if end is not None and last >= end:
+            raise VideoDecodeError(path, f"damaged or cut at frame {end} of the {known} it lists: frames 0-{end - 1} "
+                                         f"decode, the clip needs index {last}", end)
         clock = _Clock(stream, table.pts)
         found, damage = {}, []
         seen = -1
@@ -333,6 +351,9 @@ def read_frames(path, indices):
                 at, detail = damage[0]
                 raise VideoDecodeError(path, f"corrupt at frame {at}: frames 0-{at - 1} decode, the clip needs "
                                              f"index {missing[-1]} ({detail})", at)
+            if seen < missing[-1] and known and seen + 1 < known:
+                raise VideoDecodeError(path, f"damaged or cut at frame {seen + 1} of the {known} it lists: frames "
+                                             f"0-{seen} decode, the clip needs index {missing[-1]}", seen + 1)
             if seen < missing[-1]:
                 raise VideoDecodeError(path, f"has {seen + 1} frames, clip needs index {missing[-1]}", seen + 1)
             raise VideoDecodeError(path, f"frames {missing[:8]} not found (irregular timestamps)")
@@ -351,8 +372,11 @@ def count_decodable_frames(path):
     try:
         stream.codec_context.thread_count = 1
         last = -1
-        for position, _ in _decoded(container, stream, _Clock(stream, _frame_table(os.fspath(path)).pts), 0,
-                                    os.fspath(path)):
+        table = _frame_table(os.fspath(path))
+        end = _packets_end(table.pts, stream.frames)
+        for position, _ in _decoded(container, stream, _Clock(stream, table.pts), 0, os.fspath(path)):
+            if end is not None and position >= end:
+                break
             last = max(last, position)
         if last < 0:
             raise VideoDecodeError(path, "has no decodable frames")

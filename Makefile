@@ -1,18 +1,28 @@
 # The two set-up commands: `make demo` and `make test`. Each creates .venv on a fresh machine.
+# Any Python that TensorFlow 2.21 ships wheels for works: `make test PYTHON=python3.13` (3.10 to 3.13);
+# a .venv of another version is rebuilt.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+STAMP := $(VENV)/.installed-$(PYVER)
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-full install clean bench
 
 $(STAMP): setup.py
-	test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	@test -n "$(PYVER)" || { echo "$(PYTHON) not found: set PYTHON=python3.10 ... python3.13"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' || \
+		{ echo "keras_bert3d needs Python 3.10 to 3.13 (TensorFlow 2.21's wheels); $(PYTHON) is $(PYVER)"; exit 1; }
+	@if test -x $(PY) && test "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)"; \
+		then echo "rebuilding $(VENV) for Python $(PYVER)"; rm -rf $(VENV); fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
-	# torch is optional (only `bert3d convert` of .pth files); the tests read real .pth files with it.
-	$(PY) -m pip install --quiet "torch==2.13.0" || echo "torch not installed: the .pth tests will be skipped"
+	# torch is optional (only `bert3d convert` of .pth files); the tests read real .pth files with it. Only a
+	# CPU wheel already on this machine is taken (PyPI's would be a multi-GB CUDA build).
+	$(PY) -m pip install --quiet --no-index "torch==2.13.0" || echo "torch not installed: the .pth tests will be skipped"
+	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 
 install: $(STAMP)

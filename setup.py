@@ -11,7 +11,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_bert3d", "keras_bert3d.*"]),
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.10,<3.14",  # the versions TensorFlow 2.21 ships wheels for
     install_requires=[
         "tensorflow==2.21.*",
         "keras>=3.10,<4",
@@ -37,5 +37,10 @@ setup(
         "tune": ["scipy", "scikit-learn"],
         "test": ["pytest>=8", "pytest-xdist>=3", "opencv-contrib-python-headless>=4.8"],
     },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        *[f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12, 13)],
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     entry_points={"console_scripts": ["bert3d=keras_bert3d.cli:main"]},
 )

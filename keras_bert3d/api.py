@@ -1,7 +1,5 @@
-"""keras_bert3d: late temporal modeling with BERT for 3D-CNN action recognition (Keras 3).
-
-Public API re-exports only; no logic here.
-"""
+"""The public API of keras_bert3d: re-exports only, no logic. Importing it registers every serializable class
+(layers, backbones, models, the recipe's optimiser and metrics) with Keras, so `.keras` files load."""
 from keras_bert3d.backbones.backbone import Backbone
 from keras_bert3d.backbones.i3d_backbone import I3DBackbone
 from keras_bert3d.backbones.r2plus1d_backbone import R2Plus1DBackbone
@@ -12,10 +10,10 @@ from keras_bert3d.layers.reference_layer_norm import ReferenceLayerNorm
 from keras_bert3d.layers.temporal_tokens import TemporalTokens
 from keras_bert3d.models.builder import build_model, get_preset, list_models
 from keras_bert3d.models.video_classifier import VideoClassifier
+from keras_bert3d.training.recipe import ReferenceSGD
 
-__version__ = "0.1.0"
 __all__ = [
     "Backbone", "I3DBackbone", "R2Plus1DBackbone", "ResNeXt3DBackbone", "SlowFastBackbone",
     "BERTPooling", "ReferenceLayerNorm", "TemporalTokens", "VideoClassifier",
-    "build_model", "get_preset", "list_models",
+    "build_model", "get_preset", "list_models", "ReferenceSGD",
 ]

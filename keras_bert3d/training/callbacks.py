@@ -1,13 +1,15 @@
-"""The Keras callbacks of a training run (`training.train`, `training.tune`), and the atomic writes they share.
+"""The Keras callbacks of a training run (`keras_bert3d.training.train`, `keras_bert3d.training.tune`), and the atomic writes they share.
 
 - `ReferenceReduceLROnPlateau`: torch's ReduceLROnPlateau semantics (relative threshold 1e-4, the LR drops
   after ``patience + 1`` bad epochs).
 - `AtomicBestCheckpoint`: the best val top-1 model (``>=`` as the reference), saved atomically.
 - `HistoryCSV`: every epoch's logs and learning rate, rewritten atomically after each epoch.
 - `EpochAccumulationReset`: drops a partial gradient accumulation at each epoch start, as the reference zeroes
-  its gradients there (see `training.recipe`).
+  its gradients there (see `keras_bert3d.training.recipe`).
 - `TrainingBackup`: makes a killed run resume at the step where its last backup was taken, with the same
   result as an uninterrupted run; it saves and restores the state of the `StatefulCallback` s above.
+- `RunFolderCallbacks`: the callbacks that keep a run folder (TensorBoard ``logs/``, ``history.csv``, the
+  plateau rule, ``best.keras``), one set for `model.fit` and the custom multi-worker loop alike.
 - `atomic_write_text`, `save_model_atomic`: write through a temporary file and ``os.replace``, so a crash
   never leaves a half-written file (also used by train.py for its run files).
 """
@@ -104,13 +106,16 @@ class ReferenceReduceLROnPlateau(StatefulCallback):
 
 
 class AtomicBestCheckpoint(StatefulCallback):
-    """Saves the model to ``path`` (.keras, atomically) whenever ``monitor`` (val top-1) is ``>=`` its best."""
+    """Saves the model to ``path`` (.keras, atomically) whenever ``monitor`` (val top-1) is ``>=`` its best
+    (``mode="min"``: ``<=``, e.g. the train loss of a run without validation)."""
 
-    def __init__(self, path, monitor="val_top1", verbose=1):
+    def __init__(self, path, monitor="val_top1", verbose=1, mode="max"):
         super().__init__()
         if not str(path).endswith(".keras"):
             raise ValueError(f"`path` must end with .keras; received path={path!r}")
-        self.path, self.monitor, self.verbose = os.fspath(path), monitor, verbose
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'; received mode={mode!r}")
+        self.path, self.monitor, self.verbose, self.mode = os.fspath(path), monitor, verbose, mode
         self.best, self.best_epoch = None, None
 
     def get_state(self):
@@ -121,7 +126,8 @@ class AtomicBestCheckpoint(StatefulCallback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or (self.best is not None and float(value) < self.best):
+        sign = 1.0 if self.mode == "max" else -1.0
+        if value is None or (self.best is not None and sign * float(value) < sign * self.best):
             return
         self.best, self.best_epoch = float(value), epoch
         save_model_atomic(self.model, self.path)
@@ -156,6 +162,38 @@ class HistoryCSV(StatefulCallback):
             writer.writeheader()
             writer.writerows(self.rows)
         os.replace(tmp, self.path)
+
+
+class RunFolderCallbacks:
+    """The callbacks that keep a run folder, one set for `model.fit` and `distributed.custom_fit`.
+
+    ``callbacks`` (in this order: the LR of an epoch is logged before the plateau rule changes it):
+    ``keras.callbacks.TensorBoard`` (``logs/``), `HistoryCSV` (``history.csv``),
+    `ReferenceReduceLROnPlateau` on ``plateau_monitor`` (when ``plateau_patience`` is not None) and
+    `AtomicBestCheckpoint` (``best.keras`` on ``best_monitor``, ``best_mode``). ``stateful`` names those
+    whose state a backup keeps (``history``, ``plateau``, ``best``). ``write=False`` (a non-chief worker of
+    a multi-worker run) keeps only the plateau rule, which every worker must apply alike.
+    """
+
+    def __init__(self, run_dir, plateau_patience=None, plateau_factor=0.1, plateau_threshold=1e-4, min_lr=0.0,
+                 plateau_monitor="val_loss", best_monitor="val_top1", best_mode="max", write=True, verbose=1):
+        run_dir = os.fspath(run_dir)
+        self.tensorboard = keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False) \
+            if write else None
+        self.history = HistoryCSV(os.path.join(run_dir, "history.csv")) if write else None
+        self.plateau = None if plateau_patience is None else ReferenceReduceLROnPlateau(
+            plateau_monitor, plateau_factor, plateau_patience, plateau_threshold, min_lr=min_lr, verbose=verbose)
+        self.best = AtomicBestCheckpoint(os.path.join(run_dir, "best.keras"), best_monitor, verbose=verbose,
+                                         mode=best_mode) if write else None
+
+    @property
+    def callbacks(self):
+        return [cb for cb in (self.tensorboard, self.history, self.plateau, self.best) if cb is not None]
+
+    @property
+    def stateful(self):
+        return {name: cb for name, cb in (("history", self.history), ("plateau", self.plateau), ("best", self.best))
+                if cb is not None}
 
 
 def _accumulation_variables(optimizer):

@@ -16,11 +16,7 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import time
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
 
 POOLINGS = ("bert", "tgap")
 
@@ -33,6 +29,7 @@ def build_parser():
     parser.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
     parser.add_argument("--videos-per-class", type=int, default=60)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--configs", help="folder of synthetic_bert.yaml and synthetic_tgap.yaml; default the clone's training/configs")
     return parser
 
 
@@ -62,15 +59,15 @@ def clear_runs(runs_dir):
     return stale
 
 
-def train_and_evaluate(pooling, data_root, runs_dir, epochs, seed):
-    from training.config import load_config
-    from training.evaluate import evaluate
-    from training.train import train
+def train_and_evaluate(pooling, data_root, runs_dir, epochs, seed, configs_dir):
+    from keras_bert3d.training.config import load_config
+    from keras_bert3d.training.evaluate import evaluate
+    from keras_bert3d.training.train import train
 
     overrides = [f"data.root={data_root}", f"output_dir={runs_dir}", f"train.seed={seed}"]
     if epochs is not None:
         overrides.append(f"train.epochs={epochs}")
-    config = load_config(os.path.join(HERE, "configs", f"synthetic_{pooling}.yaml"), overrides)
+    config = load_config(os.path.join(configs_dir, f"synthetic_{pooling}.yaml"), overrides)
     start = time.perf_counter()
     summary = train(config)
     minutes = (time.perf_counter() - start) / 60
@@ -79,8 +76,12 @@ def train_and_evaluate(pooling, data_root, runs_dir, epochs, seed):
     return run_dir, summary, metrics, minutes
 
 
-def main(argv=None):
+def main(argv=None, configs_dir=None):
+    """The demo; ``configs_dir`` holds synthetic_bert.yaml and synthetic_tgap.yaml (a clone's training/configs)."""
     args = build_parser().parse_args(argv)
+    configs_dir = args.configs or configs_dir
+    if configs_dir is None:
+        raise SystemExit("demo: error: --configs FOLDER (the folder of synthetic_bert.yaml and synthetic_tgap.yaml) is needed")
     data_root = os.path.join(args.out, "data", "synthetic")
     runs_dir = os.path.join(args.out, "runs")
     if make_dataset(data_root, args.videos_per_class, args.seed):
@@ -89,7 +90,7 @@ def main(argv=None):
 
     results = {}
     for pooling in POOLINGS:
-        results[pooling] = train_and_evaluate(pooling, data_root, runs_dir, args.epochs, args.seed)
+        results[pooling] = train_and_evaluate(pooling, data_root, runs_dir, args.epochs, args.seed, configs_dir)
 
     print("\nmulti-clip x 10-crop test accuracy on the synthetic ordered-events dataset:")
     for pooling, (run_dir, summary, metrics, minutes) in results.items():
@@ -100,7 +101,7 @@ def main(argv=None):
 
     better = max(POOLINGS, key=lambda p: results[p][2]["top1"])
     from keras_bert3d.serving.export import export_saved_model
-    from training.evaluate import load_model
+    from keras_bert3d.training.evaluate import load_model
 
     run_dir = results[better][0]
     with open(os.path.join(run_dir, "class_names.json")) as f:
@@ -110,6 +111,3 @@ def main(argv=None):
     print(f"exported the {better} model: {path}")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 
 Keras 3 ``model.fit`` does not run under ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585),
 so ``strategy: multi_worker`` trains with `custom_fit`, a loop written on ``strategy.run`` (its per-replica
-steps and synchronised dataset passes are in training/replica_steps.py):
+steps and synchronised dataset passes are in keras_bert3d.training.replica_steps):
 
     strategy = get_strategy("multi_worker")          # FIRST, before any other TensorFlow op
     summary = custom_fit(
@@ -35,18 +35,20 @@ GLOBAL batch (all replicas, the actual number of examples) divided by the accumu
 averages ``global_batch_size * accumulation`` examples, as the reference's ``loss / iter_size``. A partial
 accumulation at the end of an epoch is dropped (the reference zeroes its gradients at each epoch start).
 
-Outputs in ``run_dir`` (the chief only; other workers write their checkpoints to a temporary folder that is
-removed right after, as TensorFlow's multi-worker guide requires): ``backup/`` (tf.train.CheckpointManager of
-model, optimizer, counters, partial-epoch metrics and plateau state; saved every ``checkpoint_every_steps``
-updates and at each epoch end; the next call with the same ``run_dir`` resumes from the latest), ``best.keras``
-(best validation top-1, ``>=`` as the reference; temp file + ``os.replace``), ``last.keras``, ``history.csv``
-(epoch 0-based, as keras.callbacks.CSVLogger), ``logs/train`` and ``logs/validation`` (TensorBoard scalars
-``epoch_loss``, ``epoch_top1``, ``epoch_learning_rate``). A progress line per epoch.
+Outputs in ``run_dir``: the run folder of `model.fit`, kept by the same callbacks
+(`keras_bert3d.training.callbacks.RunFolderCallbacks`: TensorBoard ``logs/``, ``history.csv``, the plateau rule,
+``best.keras``) driven through ``keras.callbacks.CallbackList``, plus ``last.keras`` and ``backup/``. The chief
+writes them; the other workers keep only the plateau rule (every worker applies it alike) and write their
+checkpoints to a temporary folder that is removed right after, as TensorFlow's multi-worker guide requires.
+``backup/`` is a tf.train.CheckpointManager of model, optimizer, counters, partial-epoch metrics and the
+callbacks' states (JSON), saved every ``checkpoint_every_steps`` updates and at each epoch end (under
+MultiWorkerMirroredStrategy every worker takes part in a save, which `TrainingBackup`'s single-process
+``.weights.h5`` writes cannot); the next call with the same ``run_dir`` resumes from the latest.
+``callbacks``: more Keras callbacks, driven with those (epoch and batch events; no test/predict events).
 
-Learning rate: ``plateau_patience`` (None: off) enables the reference's ReduceLROnPlateau (torch semantics): the
-validation loss (train loss without validation) improves when it is below ``best * (1 - plateau_threshold)``;
-after more than ``plateau_patience`` epochs without improvement the rate is multiplied by ``plateau_factor``
-(not below ``min_lr``). Its state is checkpointed.
+Learning rate: ``plateau_patience`` (None: off) enables the reference's ReduceLROnPlateau (torch semantics,
+`ReferenceReduceLROnPlateau`) on the validation loss (the train loss without validation); model selection is
+the best validation top-1 (``>=`` as the reference; without validation the lowest train loss).
 
 Replica-local state (BatchNorm moving statistics and SeedGenerator states, which each replica updates on its
 own) is synchronised before validation and before every checkpoint: float variables are averaged over the
@@ -58,19 +60,17 @@ Hooks: ``step_end_fns``, callables ``(global_step, logs)`` after each update, an
 ``(epoch, logs)`` after each epoch, run on every worker (raising on one worker only leaves the others waiting
 in a collective: raise on all). The returned ``history`` is empty on non-chief workers.
 """
-import csv
 import json
-import math
 import os
 import time
 
 import keras
 import tensorflow as tf
 
-from training.replica_steps import EpochBatches, ReplicaSteps
+from keras_bert3d.training.callbacks import RunFolderCallbacks, save_model_atomic
+from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-HISTORY_KEYS = ("epoch", "loss", "top1", "val_loss", "val_top1", "learning_rate", "bad_videos")
 
 
 def get_strategy(name="default"):
@@ -125,37 +125,6 @@ def worker_info(strategy):
     return task_type, task_id, chief
 
 
-def atomic_save(model, path):
-    """Saves ``model`` to ``path`` (.keras) through a temporary file in the same folder and ``os.replace``."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _read_history(path, before_epoch):
-    if not os.path.exists(path):
-        return []
-    with open(path, newline="") as handle:
-        rows = [{k: int(v) if k in ("epoch", "bad_videos") else float(v) if v else None for k, v in row.items()}
-                for row in csv.DictReader(handle)]
-    return [row for row in rows if row["epoch"] < before_epoch]
-
-
-def _write_history(path, rows):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_KEYS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_KEYS})
-    os.replace(tmp, path)
-
-
 def _check_ints(minimum, **values):
     for key, value in values.items():
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
@@ -166,7 +135,7 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
                global_batch_size, steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
                checkpoint_every_steps=None, max_checkpoints=2, plateau_patience=None, plateau_factor=0.1,
                plateau_threshold=1e-4, min_lr=0.0, jit_compile=False, step_end_fns=(),
-               epoch_end_fns=(), verbose=1):
+               epoch_end_fns=(), callbacks=(), verbose=1):
     """Trains ``model_fn()`` under ``strategy`` with resume, best-model selection and logs (module docstring)."""
     _check_ints(1, global_batch_size=global_batch_size, steps_per_epoch=steps_per_epoch,
                 validation_steps=validation_steps, gradient_accumulation_steps=gradient_accumulation_steps,
@@ -198,11 +167,19 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
     if plateau_patience is not None and isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
         raise ValueError("plateau_patience needs a float learning rate, not a LearningRateSchedule")
     loop = ReplicaSteps(strategy, model, optimizer, loss_fn, accumulation, jit_compile)
+    model.optimizer = optimizer  # what the callbacks read the learning rate from (as after compile)
+    # The run folder is kept by the callbacks model.fit uses (the chief writes; every worker applies the plateau
+    # rule), driven through Keras' CallbackList; their states travel in the backup as JSON.
+    folder = RunFolderCallbacks(
+        run_dir, plateau_patience, plateau_factor, plateau_threshold, min_lr,
+        plateau_monitor="val_loss" if val_ds_fn is not None else "loss",
+        best_monitor="val_top1" if val_ds_fn is not None else "loss",
+        best_mode="max" if val_ds_fn is not None else "min", write=chief, verbose=verbose)
+    callback_list = keras.callbacks.CallbackList([*folder.callbacks, *callbacks], model=model)
 
     state = {name: tf.Variable(value, dtype=dtype, trainable=False, name=name) for name, value, dtype in (
         ("epoch", 0, tf.int64), ("step_in_epoch", 0, tf.int64), ("global_step", 0, tf.int64),
-        ("train_sums", [0.0, 0.0, 0.0], tf.float64), ("best_top1", -1.0, tf.float64),
-        ("best_epoch", -1, tf.int64), ("plateau_best", math.inf, tf.float64), ("plateau_wait", 0, tf.int64))}
+        ("train_sums", [0.0, 0.0, 0.0], tf.float64), ("callback_states", "{}", tf.string))}
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng_states=loop.rng_states, **state)
     backup_dir = os.path.join(run_dir, "backup")
     write_dir = backup_dir if chief else os.path.join(run_dir, f".workertemp_{task_type}_{task_id}", "backup")
@@ -211,6 +188,10 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
     if latest:
         checkpoint.restore(latest).assert_existing_objects_matched()
         resumed = {k: int(state[k].numpy()) for k in ("epoch", "step_in_epoch", "global_step")}
+        saved = json.loads(state["callback_states"].numpy().decode())
+        for name, callback in folder.stateful.items():
+            if name in saved:
+                callback.set_state(saved[name])
     positions = loop.gather(float(state["epoch"].numpy()), float(state["step_in_epoch"].numpy()))
     if (positions != positions[0]).any():
         raise RuntimeError(f"the workers restored different (epoch, batch) positions {positions.tolist()}: every "
@@ -219,28 +200,29 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
     def save_checkpoint(sync=True):
         if sync:
             loop.sync()
+        state["callback_states"].assign(json.dumps({k: cb.get_state() for k, cb in folder.stateful.items()}))
         manager.save(checkpoint_number=int(state["global_step"].numpy()))
         if not chief:
             tf.io.gfile.rmtree(os.path.dirname(write_dir))
 
-    writers = {k: tf.summary.create_file_writer(os.path.join(run_dir, "logs", k)) if chief  # makes the folders
-               else tf.summary.create_noop_writer() for k in ("train", "validation")}
-    history_path = os.path.join(run_dir, "history.csv")
-    history = _read_history(history_path, int(state["epoch"].numpy())) if chief else []
     total_bad = 0
     if resumed and chief and verbose:
         print(f"custom_fit: resumed from {latest} (epoch {resumed['epoch']}, batch {resumed['step_in_epoch']}, "
               f"update {resumed['global_step']})", flush=True)
 
+    callback_list.on_train_begin()
     for epoch in range(int(state["epoch"].numpy()), epochs):
         start, skip = time.time(), int(state["step_in_epoch"].numpy())
         sums = [float(v) for v in state["train_sums"].numpy()]
         batches = skip
         passes = [EpochBatches(strategy, train_ds_fn, epoch, skip, steps_per_epoch)]
+        callback_list.on_epoch_begin(epoch)
         for batch in passes[0]:
+            callback_list.on_train_batch_begin(batches)
             batches += 1
             apply = batches % accumulation == 0
             sums = [a + float(b) for a, b in zip(sums, loop.train_steps[apply](batch).numpy().tolist())]
+            callback_list.on_train_batch_end(batches - 1)
             if not apply:
                 continue
             state["global_step"].assign_add(1)
@@ -254,9 +236,7 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
         if accumulation > 1:
             loop.reset()  # drop a partial accumulation
         loop.sync()
-        logs = {"epoch": epoch, "loss": sums[0] / max(sums[2], 1.0), "top1": sums[1] / max(sums[2], 1.0),
-                "val_loss": None, "val_top1": None, "learning_rate": float(keras.ops.convert_to_numpy(
-                    optimizer.learning_rate))}
+        logs = {"loss": sums[0] / max(sums[2], 1.0), "top1": sums[1] / max(sums[2], 1.0)}
         if val_ds_fn is not None:
             val = [0.0, 0.0, 0.0]
             passes.append(EpochBatches(strategy, val_ds_fn, epoch, 0, validation_steps))
@@ -267,51 +247,28 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
         bad = int(round(loop.gather(float(sum(p.bad_videos for p in passes)))[:, 0].sum() / loop.local_replicas))
         logs["bad_videos"] = bad
         total_bad += bad
-        # Model selection: best validation top-1 (>=, as the reference); without validation, lowest train loss.
-        score = logs["val_top1"] if val_ds_fn is not None else -logs["loss"]
-        is_best = score >= float(state["best_top1"].numpy()) or int(state["best_epoch"].numpy()) < 0
-        if is_best:
-            state["best_top1"].assign(score)
-            state["best_epoch"].assign(epoch)
-        if plateau_patience is not None:
-            monitored = logs["val_loss"] if val_ds_fn is not None else logs["loss"]
-            if monitored < float(state["plateau_best"].numpy()) * (1.0 - plateau_threshold):
-                state["plateau_best"].assign(monitored)
-                state["plateau_wait"].assign(0)
-            else:
-                state["plateau_wait"].assign_add(1)
-                if int(state["plateau_wait"].numpy()) > plateau_patience:
-                    optimizer.learning_rate = max(logs["learning_rate"] * plateau_factor, min_lr)
-                    state["plateau_wait"].assign(0)
-        if chief:
-            if is_best:
-                atomic_save(model, os.path.join(run_dir, "best.keras"))
-            history.append(logs)
-            _write_history(history_path, history)
-            for split, prefix in (("train", ""), ("validation", "val_")):
-                with writers[split].as_default(step=epoch):
-                    for key in ("loss", "top1", "learning_rate"):  # there is no val_learning_rate
-                        if logs.get(prefix + key) is not None:
-                            tf.summary.scalar("epoch_" + key, logs[prefix + key])
-                writers[split].flush()
+        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))  # before the plateau rule's change
+        # history.csv, the plateau rule, best.keras (best val top-1, >= as the reference; without validation the
+        # lowest train loss) and TensorBoard, as under model.fit.
+        callback_list.on_epoch_end(epoch, dict(logs))
+        is_best = folder.best is not None and folder.best.best_epoch == epoch
         state["epoch"].assign(epoch + 1)
         state["step_in_epoch"].assign(0)
         state["train_sums"].assign([0.0, 0.0, 0.0])
         save_checkpoint(sync=False)  # synchronised above
         if chief and verbose:
-            text = " - ".join(f"{k}: {logs[k]:.4f}" for k in ("loss", "top1", "val_loss", "val_top1")
-                              if logs[k] is not None)
+            text = " - ".join(f"{k}: {logs[k]:.4f}" for k in ("loss", "top1", "val_loss", "val_top1") if k in logs)
             print(f"Epoch {epoch + 1}/{epochs} - {batches} batches, {int(state['global_step'].numpy())} updates - "
-                  f"{time.time() - start:.1f}s - {text} - lr: {logs['learning_rate']:.3g} - skipped videos: {bad}"
+                  f"{time.time() - start:.1f}s - {text} - lr: {rate:.3g} - skipped videos: {bad}"
                   + (" - best" if is_best else ""), flush=True)
         for fn in epoch_end_fns:
-            fn(epoch, dict(logs))
+            fn(epoch, dict(logs, learning_rate=rate))
+    callback_list.on_train_end()
     if chief:
-        atomic_save(model, os.path.join(run_dir, "last.keras"))
-        for writer in writers.values():
-            writer.close()
-    best_epoch = int(state["best_epoch"].numpy())
-    return {"history": history, "best_epoch": best_epoch if best_epoch >= 0 else None,
-            "best_val_top1": float(state["best_top1"].numpy()) if val_ds_fn is not None and best_epoch >= 0 else None,
+        save_model_atomic(model, os.path.join(run_dir, "last.keras"))
+    best = folder.best
+    return {"history": [dict(row) for row in folder.history.rows] if chief else [],
+            "best_epoch": best.best_epoch if best else None,
+            "best_val_top1": best.best if best and val_ds_fn is not None else None,
             "epochs_run": int(state["epoch"].numpy()), "global_step": int(state["global_step"].numpy()),
             "resumed_from": resumed, "bad_videos": total_bad, "is_chief": chief}

@@ -1,9 +1,9 @@
 """Evaluate a trained model with the reference's test protocol (REFERENCE.md 5.12).
 
-    python -m training.evaluate runs/hmdb51_r2plus1d_bert                      # a run directory
-    python -m training.evaluate model.keras --config training/configs/x.yaml data.root=/data/hmdb51
-    python -m training.evaluate runs/rgb --flow-model runs/flow               # two-stream fusion
-    python -m training.evaluate runs/rgb --clips 10 --crops 3                 # K clips x 3 crops
+    bert3d evaluate runs/hmdb51_r2plus1d_bert                      # a run directory
+    bert3d evaluate model.keras --config training/configs/x.yaml data.root=/data/hmdb51
+    bert3d evaluate runs/rgb --flow-model runs/flow               # two-stream fusion
+    bert3d evaluate runs/rgb --clips 10 --crops 3                 # K clips x 3 crops
 
 Every video of the test subset (the config's ``data.val_subset``) is cut into views, clips x crops
 (``--clips cover --crops 10``: the reference's non-overlapping clips covering the video, each in ten
@@ -13,7 +13,6 @@ mean class accuracy), ``per_class.csv``, ``confusion.png``, ``predictions.csv`` 
 per-video mean logits) into the output folder and prints one summary line. ``--flow-model`` adds a flow
 stream: each stream's mean logits are L2-normalised and summed (combined_demo.py).
 """
-import argparse
 import dataclasses
 import json
 import os
@@ -21,9 +20,7 @@ import sys
 
 import numpy as np
 
-if __package__ in (None, ""):  # run as `python training/evaluate.py`: make `training` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from training import evaluation  # noqa: E402
+from keras_bert3d.training import evaluation
 
 PROTOCOLS = "--clips cover --crops 10 (reference multi-clip ten-crop), --clips center --crops 10 (the BERT " \
             "script's single clip) or --clips K --crops 3"
@@ -42,22 +39,12 @@ class StreamResult:
     modality: str
 
 
-def parse_clips(value):
-    """``--clips``: `sampling.parse_clips` as an argparse type."""
-    from keras_bert3d.data.sampling import parse_clips as parse
-
-    try:
-        return parse(value)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--{err}") from None
-
-
 def resolve(model_path, config_path=None, overrides=(), checkpoint="best"):
     """``(model file, config dict, class names or None)`` for a run directory or a ``.keras`` file.
 
     A run directory gives its ``config.yaml`` (unless ``config_path`` is given), ``<checkpoint>.keras`` and
     ``class_names.json``; a ``.keras`` file needs ``config_path`` for its data section."""
-    from training.config import load_config, parse_override
+    from keras_bert3d.training.config import load_config, parse_override
 
     model_path = os.fspath(model_path)
     class_names = None
@@ -309,56 +296,3 @@ def _default_output(model_path, model_file, folder):
         return os.path.join(model_path, folder)
     return os.path.join(os.path.dirname(os.path.abspath(model_file)),
                         f"{os.path.basename(model_file)[:-len('.keras')]}_{folder}")
-
-
-def _positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int; received {value!r}")
-    return number
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    parser.add_argument("model", help="a run directory (config.yaml, best.keras) or a .keras file")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. data.root=/data/hmdb51 data.split=2")
-    parser.add_argument("--config", help="training config (YAML/JSON) for the data; default: the run's config.yaml")
-    parser.add_argument("--clips", type=parse_clips, default="cover",
-                        help="clips per video: cover (reference: non-overlapping clips covering the video), "
-                             "center (one centred clip) or K (K evenly spaced clips); default cover")
-    parser.add_argument("--crops", type=int, choices=(1, 3, 10), default=10,
-                        help="crops per clip: 10 (reference: centre, 4 corners, and flipped), 3 or 1; default 10")
-    parser.add_argument("--view-batch", type=_positive_int, default=10,
-                        help="views per forward pass (memory); default 10 as the reference")
-    parser.add_argument("--flow-model", help="a flow run directory or .keras file: two-stream fusion")
-    parser.add_argument("--flow-config", help="the flow model's config (default: its run's config.yaml)")
-    parser.add_argument("--flow-override", action="append", default=[], metavar="key=value",
-                        help="an override of the flow model's config (repeatable; the positional ones are the "
-                             "RGB model's), e.g. --flow-override data.root=/data/hmdb51_flow")
-    parser.add_argument("--checkpoint", choices=("best", "last"), default="best",
-                        help="which model of a run directory; default best")
-    parser.add_argument("--output", help="output folder; default <run>/eval_<clips>x<crops>")
-    parser.add_argument("--limit", type=_positive_int, help="evaluate the first N test videos only (a quick check)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_intermixed_args(argv)
-    try:
-        evaluate(args.model, args.config, args.overrides, args.clips, args.crops, args.view_batch, args.flow_model,
-                 args.flow_config, args.output, args.checkpoint, args.limit, not args.quiet, args.flow_override)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"evaluate: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -9,7 +9,7 @@
   columns: predicted class), a per-class CSV and a confusion-matrix PNG (matplotlib's Agg canvas; no
   pyplot, so no global state is touched).
 
-Nothing here runs a model or reads data; `training/evaluate.py` does, and calls these.
+Nothing here runs a model or reads data; `keras_bert3d.training.evaluate` does, and calls these.
 """
 import csv
 import os

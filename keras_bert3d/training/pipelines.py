@@ -1,4 +1,4 @@
-"""The tf.data pipelines of a training run (`training.train`, `training.tune`).
+"""The tf.data pipelines of a training run (`keras_bert3d.training.train`, `keras_bert3d.training.tune`).
 
 `build_indexes` makes the video indexes of the configured subsets; `Pipelines` gives the training batches of
 each epoch and the validation batches, sharing one bad-video counter; `fit` runs ``model.fit`` on them. Epoch ``e`` is drawn from

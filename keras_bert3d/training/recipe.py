@@ -11,13 +11,13 @@ Optimisers:
   would be ``SGD(lr * (1 - dampening), momentum)`` (same steady-state step, since (1 - 0.9) / (1 - 0.9)
   = 1) with a decoupled decay of ``wd / (1 - dampening)``, but the first ~50 steps differ.
 - Both accumulate gradients over ``gradient_accumulation_steps`` batches (Keras averages them, as the
-  reference divides the loss by ``iter_size``); `EpochAccumulationReset` (training/callbacks.py) drops a
+  reference divides the loss by ``iter_size``); `EpochAccumulationReset` (keras_bert3d.training.callbacks) drops a
   partial accumulation at each epoch start, as the reference zeroes its gradients there.
 - ``decay_norms_and_biases=False`` excludes norms, biases, the CLS token and positions
   (`no_decay_variables`) through ``exclude_from_weight_decay``.
 
 Loss: cross-entropy on logits (categorical when mixup/cutmix give one-hot labels). Metrics: top-1, top-5.
-The callbacks of a run (plateau schedule, best checkpoint, history, backup) are in training/callbacks.py.
+The callbacks of a run (plateau schedule, best checkpoint, history, backup) are in keras_bert3d.training.callbacks.
 """
 import keras
 
@@ -26,7 +26,7 @@ NO_DECAY_NAMES = ("cls_token", "position_embedding")
 
 
 # ----------------------------------------------------------------------------------------------- optimisers
-@keras.saving.register_keras_serializable(package="keras_bert3d_training")
+@keras.saving.register_keras_serializable(package="keras_bert3d")
 class ReferenceSGD(keras.optimizers.Optimizer):
     """torch.optim.SGD: ``g' = g + wd * w; buf = g' (first step) else momentum * buf + (1 - dampening) * g';
     w -= lr * buf``. ``weight_decay`` here is torch's coupled L2 term (see the module docstring)."""
@@ -96,7 +96,7 @@ def make_loss(one_hot=False):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-@keras.saving.register_keras_serializable(package="keras_bert3d_training")
+@keras.saving.register_keras_serializable(package="keras_bert3d")
 class SparseTopK(keras.metrics.SparseTopKCategoricalAccuracy):
     """Top-k accuracy that accepts float16/bfloat16 logits (mixed precision: Keras' in_top_k wants float32)."""
 
@@ -104,7 +104,7 @@ class SparseTopK(keras.metrics.SparseTopKCategoricalAccuracy):
         return super().update_state(y_true, keras.ops.cast(y_pred, "float32"), sample_weight)
 
 
-@keras.saving.register_keras_serializable(package="keras_bert3d_training")
+@keras.saving.register_keras_serializable(package="keras_bert3d")
 class TopK(keras.metrics.TopKCategoricalAccuracy):
     """`SparseTopK` for one-hot (mixup/cutmix) labels."""
 
@@ -118,3 +118,10 @@ def make_metrics(num_classes, one_hot=False):
     if one_hot:
         return [keras.metrics.CategoricalAccuracy(name="top1"), TopK(k, name="top5")]
     return [keras.metrics.SparseCategoricalAccuracy(name="top1"), SparseTopK(k, name="top5")]
+
+
+# Run folders and .keras files written before the recipe moved into the package name these classes under the
+# scripts' old package; they keep loading (and resuming) through these aliases. New files use "keras_bert3d>".
+for _cls in (ReferenceSGD, SparseTopK, TopK):
+    keras.saving.get_custom_objects().setdefault(f"keras_bert3d_training>{_cls.__name__}", _cls)
+del _cls

@@ -1,11 +1,11 @@
-"""The per-replica pieces of the custom training loop `training.distributed.custom_fit`.
+"""The per-replica pieces of the custom training loop `keras_bert3d.training.distributed.custom_fit`.
 
 `ReplicaSteps`: the compiled steps that ``strategy.run`` runs on every replica: a training step (the loss
 over the global batch, gradients accumulated in SyncOnRead variables, the optimizer applied every
 ``accumulation`` batches), a validation step, the synchronisation of replica-local state (BatchNorm moving
 statistics averaged, SeedGenerator states taken from the chief) and a cluster-wide gather of a few floats.
 `EpochBatches`: one pass over a distributed dataset that stops on every worker together, when every worker
-is exhausted or after a batch limit. The rules they implement are described in training/distributed.py.
+is exhausted or after a batch limit. The rules they implement are described in keras_bert3d.training.distributed.
 """
 import keras
 import tensorflow as tf

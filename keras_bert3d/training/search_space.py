@@ -1,4 +1,4 @@
-"""The tuner's search space: what `training.tune` searches, as plain dicts, and how a spec becomes a
+"""The tuner's search space: what `keras_bert3d.training.tune` searches, as plain dicts, and how a spec becomes a
 KerasTuner hyperparameter.
 
 A spec is ``{"values": [...]}`` (a choice), ``{"min", "max"[, "step"][, "sampling"]}`` (a range: int when min,

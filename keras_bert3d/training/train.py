@@ -1,10 +1,10 @@
-"""Train a keras_bert3d model with the reference recipe: ``python -m training.train CONFIG [key=value ...]``.
+"""Train a keras_bert3d model with the reference recipe: ``bert3d train CONFIG [key=value ...]``.
 
 `train(config)` builds the model (a preset or a VideoClassifier config, optionally starting from converted
 weights, a .keras file or a reference .pth/.npz), the tf.data pipelines of the train and validation subsets
-(training/pipelines.py), and runs ``model.fit`` with the callbacks of training/callbacks.py (strategies
+(keras_bert3d.training.pipelines), and runs ``model.fit`` with the callbacks of keras_bert3d.training.callbacks (strategies
 ``default`` and ``mirrored``; ``multi_worker``, and ``mirrored`` with gradient accumulation, which Keras 3
-cannot run under MirroredStrategy, go to the custom loop `training.distributed.custom_fit`). Everything
+cannot run under MirroredStrategy, go to the custom loop `keras_bert3d.training.distributed.custom_fit`). Everything
 lands in ``<output_dir>/<name>/``: config.yaml (resolved), class_names.json, backup/ (the resumable training
 state), best.keras (best val top-1), last.keras, history.csv (epoch 0-based, as Keras' CSVLogger), logs/
 (TensorBoard) and summary.json.
@@ -14,19 +14,15 @@ augmentation and order (epoch ``e`` is drawn from ``(seed, e)``, whatever happen
 the same command again after a crash or a kill and training continues at the step of the last backup,
 ending with what an uninterrupted run gives.
 """
-import argparse
 import dataclasses
 import functools
 import json
 import math
 import os
-import sys
 
-if __package__ in (None, ""):  # `python training/train.py`: make `training` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training.config import describe, load_config, save_config, validate_config  # noqa: E402
-from training.pipelines import Pipelines, build_indexes, fit as fit_model  # noqa: E402
+from keras_bert3d.training.config import describe, load_config, save_config, validate_config
+from keras_bert3d.training.pipelines import Pipelines, build_indexes, fit as fit_model
 
 
 # ------------------------------------------------------------------------------------------------ model
@@ -103,7 +99,7 @@ def _check_resume(run_dir, config):
 
 def _resolve(config, num_classes):
     """The config as run: the class count, the optimiser and learning rate filled in."""
-    from training import recipe
+    from keras_bert3d.training import recipe
 
     config = validate_config(config)
     config["model"]["num_classes"] = num_classes
@@ -121,7 +117,7 @@ def train(config):
     where the run resumed from (None for a fresh run)."""
     config = validate_config(config)
     tc = config["train"]
-    from training import distributed  # get_strategy must create a multi-worker strategy before other TF ops
+    from keras_bert3d.training import distributed  # get_strategy must create a multi-worker strategy before other TF ops
 
     strategy = distributed.get_strategy(tc["strategy"])
     import keras
@@ -170,7 +166,7 @@ def _initial_model(config):
 
 
 def _make_optimizer(config, model):
-    from training import recipe
+    from keras_bert3d.training import recipe
 
     tc = config["train"]
     return recipe.make_optimizer(tc["optimizer"], model, tc["learning_rate"], tc["weight_decay"],
@@ -179,7 +175,7 @@ def _make_optimizer(config, model):
 
 
 def _write_run_files(run_dir, config, class_names):
-    from training import callbacks
+    from keras_bert3d.training import callbacks
 
     _check_resume(run_dir, config)
     save_config(config, os.path.join(run_dir, "config.yaml"))
@@ -187,11 +183,10 @@ def _write_run_files(run_dir, config, class_names):
 
 
 def _train(config, run_dir, strategy):
-    import keras
 
     from keras_bert3d.data.bad_videos import BadVideoReport
-    from training import callbacks as cb
-    from training import recipe
+    from keras_bert3d.training import callbacks as cb
+    from keras_bert3d.training import recipe
 
     train_index, val_index, config = _indexes(config)
     data, tc, verbose = config["data"], config["train"], config["train"]["verbose"]
@@ -205,13 +200,10 @@ def _train(config, run_dir, strategy):
 
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
     pipes = Pipelines(data, model.preprocessing, train_index, val_index, num_classes, tc["seed"], steps)
-    history = cb.HistoryCSV(os.path.join(run_dir, "history.csv"))
-    plateau = cb.ReferenceReduceLROnPlateau("val_loss", tc["plateau_factor"], tc["plateau_patience"],
-                                            verbose=verbose)
-    best = cb.AtomicBestCheckpoint(os.path.join(run_dir, "best.keras"), "val_top1", verbose=verbose)
+    folder = cb.RunFolderCallbacks(run_dir, tc["plateau_patience"], tc["plateau_factor"], verbose=verbose)
     skipped_before = {}
     backup = cb.TrainingBackup(
-        os.path.join(run_dir, "backup"), tc["backup_freq"], {"history": history, "plateau": plateau, "best": best},
+        os.path.join(run_dir, "backup"), tc["backup_freq"], folder.stateful,
         extra_state=lambda: {"bad_videos": _merge(skipped_before, pipes.counter.counts())},
         steps_per_epoch=steps)
     with strategy.scope():  # the optimiser's variables are created here when a backup is restored
@@ -221,9 +213,8 @@ def _train(config, run_dir, strategy):
         skipped_before.update(backup.state["extra"].get("bad_videos", {}))
         if verbose:
             print(f"Resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} (of {steps})", flush=True)
-    callbacks = [BadVideoReport(pipes.counter, verbose=1 if verbose else 0),
-                 keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False),
-                 history, plateau, best, cb.EpochAccumulationReset(start_epoch if start_step else None), backup]
+    callbacks = [BadVideoReport(pipes.counter, verbose=1 if verbose else 0), *folder.callbacks,
+                 cb.EpochAccumulationReset(start_epoch if start_step else None), backup]
     fit = functools.partial(fit_model, model, validation_data=pipes.validation(),
                             validation_steps=tc["validation_steps"], callbacks=callbacks, verbose=verbose,
                             shuffle=False)
@@ -241,13 +232,13 @@ def _train(config, run_dir, strategy):
     skipped = _merge(skipped_before, pipes.counter.counts())
     return _finish(config, run_dir, {
         "model": model.name, "steps_per_epoch": steps, "num_train_videos": len(train_index),
-        "num_val_videos": len(val_index), "best_epoch": best.best_epoch, "best_val_top1": best.best,
-        "final": history.rows[-1] if history.rows else None, "skipped_videos": sum(skipped.values()),
+        "num_val_videos": len(val_index), "best_epoch": folder.best.best_epoch, "best_val_top1": folder.best.best,
+        "final": folder.history.rows[-1] if folder.history.rows else None, "skipped_videos": sum(skipped.values()),
         "skipped_by_reason": skipped, "resumed_from": resumed})
 
 
 def _finish(config, run_dir, summary, write=True):
-    from training import callbacks
+    from keras_bert3d.training import callbacks
 
     summary = {"name": config["name"], "run_dir": run_dir, "optimizer": config["train"]["optimizer"],
                "epochs": config["train"]["epochs"], "strategy": config["train"]["strategy"], **summary}
@@ -260,11 +251,11 @@ def _finish(config, run_dir, summary, write=True):
 
 
 def _train_custom_loop(config, run_dir, strategy):
-    """The same recipe through `training.distributed.custom_fit`, where Keras 3's model.fit cannot run it:
+    """The same recipe through `keras_bert3d.training.distributed.custom_fit`, where Keras 3's model.fit cannot run it:
     ``multi_worker`` (model.fit fails under MultiWorkerMirroredStrategy, keras-team/keras#20585) and
     ``mirrored`` with gradient accumulation (Keras' optimizer accumulates inside a cond, where
     MirroredStrategy's merge_call is not allowed). Each input pipeline reads its own slice of the videos."""
-    from training import distributed, recipe
+    from keras_bert3d.training import distributed, recipe
 
     train_index, val_index, config = _indexes(config)
     data, tc = config["data"], config["train"]
@@ -273,7 +264,7 @@ def _train_custom_loop(config, run_dir, strategy):
         _write_run_files(run_dir, config, train_index.class_names)
         if tc["verbose"]:
             print(f"strategy={tc['strategy']} with {strategy.num_replicas_in_sync} replica(s): training with the "
-                  "custom loop of training/distributed.py", flush=True)
+                  "custom loop of keras_bert3d.training.distributed", flush=True)
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
     pipes = Pipelines(data, None, train_index, val_index, config["model"]["num_classes"], tc["seed"], steps)
     built = {}
@@ -325,38 +316,3 @@ def _epoch(value):
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train a keras_bert3d model (the reference recipe by default). Outputs go to "
-                    "<output_dir>/<name>/; running the same command again resumes an interrupted run.",
-        epilog="config keys (default: meaning):\n" + describe())
-    parser.add_argument("config", help="YAML or JSON config file (training/configs/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="dotted overrides, e.g. train.epochs=10 model.overrides.num_heads=4 data.root=/data")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
-                        help="shortcut for train.strategy=...")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    return parser
-
-
-def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    args = build_parser().parse_args(argv)
-    overrides = list(args.overrides) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
-    try:
-        config = load_config(args.config, overrides)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.print_config:
-        import yaml
-
-        print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
-        return 0
-    train(config)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

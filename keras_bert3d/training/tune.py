@@ -1,19 +1,19 @@
-"""Tune the BERT head and the recipe with KerasTuner: ``python -m training.tune CONFIG [key=value ...]``.
+"""Tune the BERT head and the recipe with KerasTuner: ``bert3d tune CONFIG [key=value ...]``.
 
-    python -m training.tune training/configs/hmdb51_r2plus1d_32f_bert.yaml --epochs 9         # Hyperband
-    python -m training.tune CONFIG --tuner random --max-trials 20 --epochs 5
-    python -m training.tune CONFIG --tuner bayesian --only learning_rate,weight_decay --max-trials 10
+    bert3d tune training/configs/hmdb51_r2plus1d_32f_bert.yaml --epochs 9         # Hyperband
+    bert3d tune CONFIG --tuner random --max-trials 20 --epochs 5
+    bert3d tune CONFIG --tuner bayesian --only learning_rate,weight_decay --max-trials 10
 
 Each trial builds the config's model (its preset and overrides, or its VideoClassifier config) with the
-trial's values, compiles it with the training recipe (training/recipe.py: AdamW or the reference SGD,
+trial's values, compiles it with the training recipe (keras_bert3d.training.recipe: AdamW or the reference SGD,
 cross-entropy, top-1/top-5) and fits it on the config's train subset, validating on its val subset; the
 objective is the best epoch's validation top-1 (``--objective``). The search space
-(training/search_space.py ``SEARCH_SPACE``;
+(keras_bert3d.training.search_space ``SEARCH_SPACE``;
 ``--space FILE`` changes it, ``--only`` keeps some of it) covers the BERT ``num_heads``, ``num_layers``,
 ``bert_dropout`` and ``mask_keep_prob``, the ``learning_rate`` and ``weight_decay``, and
 ``freeze_backbone`` (with the SGD recipe the default learning-rate range is 1e-4..1e-1). At the end the
 leaderboard is printed (and written to ``leaderboard.csv``) and the best trial is written as a training
-config, ``best_config.yaml``, for ``python -m training.train``.
+config, ``best_config.yaml``, for ``bert3d train``.
 
 Everything goes to ``--directory`` (default ``<output_dir>/<name>/tune``); running the same command again
 continues the search (``--overwrite`` starts over).
@@ -21,29 +21,27 @@ continues the search (``--overwrite`` starts over).
 Strategies: ``default``; ``mirrored`` (all local GPUs: KerasTuner's ``distribution_strategy``, each trial's
 ``model.fit`` data-parallel). ``multi_worker`` is refused: KerasTuner trains each trial with ``model.fit``,
 which Keras 3 cannot run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585), and the custom
-loop of training/distributed.py is not a ``fit`` a tuner can drive. To use several machines, use
+loop of keras_bert3d.training.distributed is not a ``fit`` a tuner can drive. To use several machines, use
 KerasTuner's distributed tuning instead (trials in parallel, one per worker): run this same command on every
 machine with ``KERASTUNER_TUNER_ID`` (``chief`` on one, ``tuner0``, ``tuner1``, ... on the others),
 ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`` (the chief's address) set; each worker may use
 ``--strategy mirrored`` for its own GPUs.
 """
-import argparse
 import copy
 import csv
 import math
 import os
-import sys
 
-if __package__ in (None, ""):  # `python training/tune.py`: make `training` importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training import pipelines  # noqa: E402
-from training.config import load_config, save_config, validate_config  # noqa: E402
-from training.search_space import (BERT_KEYS, SEARCH_SPACE, SGD_LEARNING_RATE, TRAIN_KEYS,  # noqa: E402
-                                   define, fit_space_to_model, resolve_space)
+from keras_bert3d.training import pipelines
+from keras_bert3d.training.config import load_config, save_config, validate_config
+from keras_bert3d.training.search_space import (BERT_KEYS, SEARCH_SPACE, SGD_LEARNING_RATE, TRAIN_KEYS,
+                                                 define, fit_space_to_model, resolve_space)
 
 TUNERS = ("hyperband", "random", "bayesian")
 OBJECTIVES = {"val_top1": "max", "val_top5": "max", "val_loss": "min"}
+
+
 # ------------------------------------------------------------------------------------------------ hypermodel
 def _with_values(model_config, values):
     """The ``model`` config section with the BERT values applied (to the preset overrides or the config)."""
@@ -77,8 +75,8 @@ def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counte
         def build(self, hp):
             import keras
 
-            from training import recipe
-            from training.train import build_classifier, load_starting_weights
+            from keras_bert3d.training import recipe
+            from keras_bert3d.training.train import build_classifier, load_starting_weights
 
             values = {name: define(hp, name, spec) for name, spec in space.items()}
             tc = config["train"]
@@ -99,7 +97,7 @@ def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counte
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):
             from keras_bert3d.data.bad_videos import BadVideoReport
-            from training import callbacks as cb
+            from keras_bert3d.training import callbacks as cb
 
             tc = config["train"]
             # Made here, not passed to search(): KerasTuner deep-copies search callbacks (a counter holds a lock).
@@ -220,7 +218,7 @@ def tune(config, tuner="hyperband", epochs=None, max_trials=10, factor=3, hyperb
                          "(keras-team/keras#20585). Use --strategy mirrored for the GPUs of one machine, and "
                          "KerasTuner's distributed tuning (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, "
                          "KERASTUNER_ORACLE_PORT on each machine) to run trials on several machines.")
-    from training import distributed
+    from keras_bert3d.training import distributed
 
     strategy = distributed.get_strategy(tc["strategy"]) if tc["strategy"] != "default" else None
     import keras
@@ -240,7 +238,7 @@ def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_it
           objective, space, only, directory, overwrite, verbose):
     import keras
 
-    from training.train import build_classifier, default_optimizer, model_preprocessing
+    from keras_bert3d.training.train import build_classifier, default_optimizer, model_preprocessing
 
     data, tc = config["data"], config["train"]
     space = resolve_space(space, only)
@@ -291,51 +289,3 @@ def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_it
 
 
 # ------------------------------------------------------------------------------------------------ CLI
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m training.tune", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(__doc__.split("\n\n")[1:]) + "\n\nDefault search space:\n"
-        + "\n".join(f"  {k}: {v}" for k, v in SEARCH_SPACE.items()))
-    parser.add_argument("config", help="training config (YAML or JSON; training/configs/*.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="config overrides, e.g. train.steps_per_epoch=50 data.root=/data")
-    parser.add_argument("--tuner", choices=TUNERS, default="hyperband", help="search algorithm; default hyperband")
-    parser.add_argument("--epochs", type=int, help="epochs per trial (Hyperband: max_epochs); default train.epochs")
-    parser.add_argument("--max-trials", type=int, default=10, help="trials of random/bayesian search; default 10")
-    parser.add_argument("--factor", type=int, default=3, help="Hyperband reduction factor; default 3")
-    parser.add_argument("--hyperband-iterations", type=int, default=1, help="Hyperband sweeps; default 1")
-    parser.add_argument("--executions-per-trial", type=int, default=1, help="fits averaged per trial; default 1")
-    parser.add_argument("--objective", choices=sorted(OBJECTIVES), default="val_top1",
-                        help="what the search optimises; default val_top1 (max)")
-    parser.add_argument("--space", help="YAML file: name -> {values: [...]} | {min, max, step, sampling} | a "
-                                        "fixed value | null (not searched)")
-    parser.add_argument("--only", help="comma-separated names: search these only")
-    parser.add_argument("--directory", help="the tuner's folder; default <output_dir>/<name>/tune")
-    parser.add_argument("--overwrite", action="store_true", help="start over instead of continuing the search")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
-                        help="shortcut for train.strategy=... (multi_worker: see below)")
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_intermixed_args(argv)
-    overrides = list(args.overrides) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
-    try:
-        config = load_config(args.config, overrides)
-        for name in ("epochs", "max_trials", "factor", "hyperband_iterations", "executions_per_trial"):
-            value = getattr(args, name)
-            if value is not None and value < (2 if name == "factor" else 1):
-                raise ValueError(f"--{name.replace('_', '-')} must be >= {2 if name == 'factor' else 1}; "
-                                 f"received {value}")
-        tune(config, args.tuner, args.epochs, args.max_trials, args.factor, args.hyperband_iterations,
-             args.executions_per_trial, args.objective, args.space, args.only.split(",") if args.only else None,
-             args.directory, args.overwrite)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"tune: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

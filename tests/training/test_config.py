@@ -6,10 +6,10 @@ import os
 import pytest
 import yaml
 
-from training import config as cfg
-from training.train import main
+from keras_bert3d.training import config as cfg
+from keras_bert3d.cli import main as cli_main
 
-CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(cfg.__file__), "configs", "*.yaml")))
+CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "training", "configs", "*.yaml")))
 MINIMAL = {"model": {"preset": "rgb_r2plus1d_32f_34_bert10"}, "data": {"dataset": "hmdb51", "root": "/data/hmdb51"}}
 
 
@@ -103,11 +103,11 @@ def test_paper_configs_cover_the_issue_settings():
 
 def test_cli_print_config_and_errors(tmp_path, capsys):
     path = _write(tmp_path, MINIMAL)
-    assert main([str(path), "train.epochs=5", "--strategy", "mirrored", "--print-config"]) == 0
+    assert cli_main(["train", str(path), "train.epochs=5", "--strategy", "mirrored", "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["train"]["epochs"] == 5 and printed["train"]["strategy"] == "mirrored"
-    assert main([str(path), "train.nope=1"]) == 2
+    assert cli_main(["train", str(path), "train.nope=1"]) == 2
     assert "train.nope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["--help"])
+        cli_main(["train", "--help"])
     assert "train.gradient_accumulation_steps" in capsys.readouterr().out

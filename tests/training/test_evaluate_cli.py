@@ -16,7 +16,8 @@ from keras_bert3d.data.indexes import build_index
 from keras_bert3d.data.jpeg_frames import encode_jpeg
 from keras_bert3d.data.pipeline import make_dataset
 from keras_bert3d.data.synthetic import write_synthetic_dataset
-from training import evaluate, evaluation
+from keras_bert3d.cli import main as cli_main
+from keras_bert3d.training import evaluate, evaluation
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 3
@@ -70,7 +71,7 @@ def test_keras_file_protocols(synthetic, tmp_path, clips, crops, capsys):
     out = tmp_path / "eval"
     args = [str(folder / "tiny.keras"), "--config", config, "--clips", str(clips), "--crops", str(crops),
             "--view-batch", "7", "--output", str(out), "--quiet"]
-    assert evaluate.main(args) == 0
+    assert cli_main(["evaluate", *args]) == 0
     index = build_index("ucf101", folder / "videos", subset="test")
     expected, labels = _expected_logits(model, index, clips, crops)
     saved = np.load(out / "logits.npz")
@@ -104,10 +105,10 @@ def test_run_directory(synthetic, tmp_path):
     with open(config) as src, open(run / "config.yaml", "w") as dst:
         dst.write(src.read())
     (run / "class_names.json").write_text(json.dumps(["a", "b", "c"]))
-    assert evaluate.main([str(run), "--clips", "center", "--crops", "1", "--limit", "4", "--quiet"]) == 0
+    assert cli_main(["evaluate", str(run), "--clips", "center", "--crops", "1", "--limit", "4", "--quiet"]) == 0
     metrics = json.loads((run / "eval_centerx1" / "metrics.json").read_text())
     assert metrics["videos"] == 4 and metrics["model"].endswith("best.keras")
-    assert evaluate.main([str(run), "--checkpoint", "last", "--quiet"]) == 2  # no last.keras
+    assert cli_main(["evaluate", str(run), "--checkpoint", "last", "--quiet"]) == 2  # no last.keras
 
 
 def test_skipped_video(synthetic, tmp_path, capsys):
@@ -119,7 +120,7 @@ def test_skipped_video(synthetic, tmp_path, capsys):
     with open(broken, "r+b") as f:
         f.truncate(200)
     out = tmp_path / "eval"
-    assert evaluate.main([str(folder / "tiny.keras"), "--config", config, f"data.root={videos}", "--clips", "center",
+    assert cli_main(["evaluate", str(folder / "tiny.keras"), "--config", config, f"data.root={videos}", "--clips", "center",
                           "--crops", "1", "--output", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["skipped_videos"] == 1 and metrics["videos"] == len(index) - 1
@@ -130,10 +131,10 @@ def test_skipped_video(synthetic, tmp_path, capsys):
 
 def test_errors_and_help(synthetic, capsys):
     folder, _, _ = synthetic
-    assert evaluate.main([str(folder / "tiny.keras"), "--quiet"]) == 2
+    assert cli_main(["evaluate", str(folder / "tiny.keras"), "--quiet"]) == 2
     assert "data.dataset" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        evaluate.main([str(folder / "tiny.keras"), "--clips", "0"])
+        cli_main(["evaluate", str(folder / "tiny.keras"), "--clips", "0"])
     help_text = subprocess.run([sys.executable, os.path.join(ROOT, "training", "evaluate.py"), "--help"],
                                capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert "--flow-model" in help_text and "--clips" in help_text
@@ -168,9 +169,9 @@ def test_two_stream_fusion(tmp_path):
     config = _write_config(tmp_path / "config.yaml", data)
     common = ["--config", config, "--clips", "cover", "--crops", "10", "--quiet"]
     for name in ("rgb", "flow"):
-        assert evaluate.main([str(tmp_path / f"{name}.keras"), *common, "--output", str(tmp_path / name)]) == 0
+        assert cli_main(["evaluate", str(tmp_path / f"{name}.keras"), *common, "--output", str(tmp_path / name)]) == 0
     flow_data = [f"--flow-override=data.{key}={value}" for key, value in data.items()]  # a bare .keras, no config
-    assert evaluate.main([str(tmp_path / "rgb.keras"), "--flow-model", str(tmp_path / "flow.keras"), *flow_data,
+    assert cli_main(["evaluate", str(tmp_path / "rgb.keras"), "--flow-model", str(tmp_path / "flow.keras"), *flow_data,
                           *common, "--output", str(tmp_path / "fused")]) == 0
     streams = {name: np.load(tmp_path / name / "logits.npz") for name in ("rgb", "flow", "fused")}
     assert not np.allclose(streams["rgb"]["logits"], streams["flow"]["logits"])

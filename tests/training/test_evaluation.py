@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from training import evaluation
-from training.evaluate import predict_videos
+from keras_bert3d.training import evaluation
+from keras_bert3d.training.evaluate import predict_videos
 
 
 def test_video_logits_average_raw_logits():

@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 
 import mw_worker_entry as worker  # noqa: E402
-from training.distributed import custom_fit, get_strategy  # noqa: E402
+from keras_bert3d.training.distributed import custom_fit, get_strategy  # noqa: E402
 
 BUDGET_S = 85  # the two workers' whole run
 
@@ -170,9 +170,24 @@ def test_default_strategy_resume_best_model_and_plateau(tmp_path, capsys):
     assert not [p for p in os.listdir(tmp_path / "a") if "tmp" in p]
 
     # A constant loss never improves: with patience 1 the learning rate drops after the third epoch.
+    class Recorder(keras.callbacks.Callback):  # a user's callback, driven with the run folder's
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.events.append((epoch, sorted(logs)))
+
+    recorder = Recorder()
     flat, _ = _fit(tmp_path / "c", initial, epochs=4, plateau_patience=1, plateau_factor=0.5, steps_per_epoch=1,
                    validation_steps=1, gradient_accumulation_steps=None, checkpoint_every_steps=None,
-                   loss=lambda y, logits: 0.0 * logits[:, 0] + 1.0)
+                   loss=lambda y, logits: 0.0 * logits[:, 0] + 1.0, callbacks=[recorder])
+    assert [epoch for epoch, _ in recorder.events] == [0, 1, 2, 3] and recorder.model is not None
+    assert {"loss", "top1", "val_loss", "val_top1"} <= set(recorder.events[0][1])
+    # The run folder is the one model.fit's callbacks keep: history.csv with the learning rate, TensorBoard logs.
+    header = (tmp_path / "c" / "history.csv").read_text().splitlines()[0].split(",")
+    assert header[0] == "epoch" and {"loss", "val_top1", "learning_rate", "bad_videos"} <= set(header)
+    assert sorted(os.listdir(tmp_path / "c" / "logs")) == ["train", "validation"]
     assert flat["global_step"] == 4 and [row["val_loss"] for row in flat["history"]] == [1.0] * 4
     rates = [row["learning_rate"] for row in flat["history"]]
     np.testing.assert_allclose(rates, [1e-2, 1e-2, 1e-2, 5e-3], rtol=1e-6)

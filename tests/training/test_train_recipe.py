@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from keras_bert3d.models.builder import build_model
-from training import callbacks as cb
-from training import recipe
+from keras_bert3d.training import callbacks as cb
+from keras_bert3d.training import recipe
 
 TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
             stem_filters=[6, 8], num_heads=2)

@@ -10,9 +10,10 @@ import yaml
 
 import keras_bert3d
 from keras_bert3d.data.synthetic import write_synthetic_dataset
-from training import search_space, tune
-from training.config import load_config, save_config
-from training.train import build_classifier
+from keras_bert3d.cli import main as cli_main
+from keras_bert3d.training import search_space, tune
+from keras_bert3d.training.config import load_config, save_config
+from keras_bert3d.training.train import build_classifier
 
 PRESET = "rgb_r2plus1d_32f_34_bert10"
 TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -126,17 +127,19 @@ def test_tuner_choice(tmp_path):
 
 
 def test_multi_worker_is_refused(config_file, capsys):
-    assert tune.main([config_file, "--strategy", "multi_worker"]) == 2
+    assert cli_main(["tune", config_file, "--strategy", "multi_worker"]) == 2
     err = capsys.readouterr().err
     assert "keras-team/keras#20585" in err and "KERASTUNER_ORACLE_IP" in err and "--strategy mirrored" in err
-    assert tune.main([config_file, "--factor", "1"]) == 2
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["tune", config_file, "--factor", "1"])
+    assert exit_info.value.code == 2 and "--factor: must be >= 2" in capsys.readouterr().err
 
 
 def test_tiny_hyperband_search(config_file, tmp_path, capsys):
     """The default tuner under MirroredStrategy (one CPU replica): Hyperband with max_epochs 2, factor 3
     runs 2 trials of 2 epochs; the leaderboard is printed and the best trial becomes a training config."""
     directory = tmp_path / "search"
-    assert tune.main([config_file, "--epochs", "2", "--strategy", "mirrored", "--directory", str(directory)]) == 0
+    assert cli_main(["tune", config_file, "--epochs", "2", "--strategy", "mirrored", "--directory", str(directory)]) == 0
     out = capsys.readouterr().out
     assert "rank  trial  val_top1  epochs  num_heads" in out and "best_config.yaml" in out
     with open(directory / "leaderboard.csv", newline="") as f:

@@ -329,15 +329,14 @@ def read_frames(path, indices):
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
         stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
         table = _frame_table(path)
-        end = _packets_end(table.pts, known)
-        if end is not None and last >= end:
-            raise VideoDecodeError(path, f"damaged or cut at frame {end} of the {known} it lists: frames 0-{end - 1} "
-                                         f"decode, the clip needs index {last}", end)
+        end = _packets_end(table.pts, known)  # frames from here on have no (complete) packet
         clock = _Clock(stream, table.pts)
         found, damage = {}, []
         seen = -1
         try:
             for position, frame in _decoded(container, stream, clock, first, path, damage):
+                if end is not None and position >= end:
+                    break
                 seen = max(seen, position)
                 if position in wanted and position not in found:
                     found[position] = _upright(frame, width, height, table.rotation)
@@ -347,13 +346,13 @@ def read_frames(path, indices):
             raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})", seen + 1) from None
         missing = sorted(wanted - found.keys())
         if missing:
-            if damage:
-                at, detail = damage[0]
-                raise VideoDecodeError(path, f"corrupt at frame {at}: frames 0-{at - 1} decode, the clip needs "
-                                             f"index {missing[-1]} ({detail})", at)
-            if seen < missing[-1] and known and seen + 1 < known:
-                raise VideoDecodeError(path, f"damaged or cut at frame {seen + 1} of the {known} it lists: frames "
-                                             f"0-{seen} decode, the clip needs index {missing[-1]}", seen + 1)
+            stops = ([end] if end is not None else []) + [at for at, _ in damage]
+            if stops and min(stops) <= missing[-1]:
+                stop = min(stops)
+                lists = f" of the {known} it lists" if known else ""
+                detail = f" ({damage[0][1]})" if damage and damage[0][0] == stop else ""
+                raise VideoDecodeError(path, f"damaged or cut at frame {stop}{lists}: frames 0-{stop - 1} decode, "
+                                             f"the clip needs index {missing[-1]}{detail}", stop)
             if seen < missing[-1]:
                 raise VideoDecodeError(path, f"has {seen + 1} frames, clip needs index {missing[-1]}", seen + 1)
             raise VideoDecodeError(path, f"frames {missing[:8]} not found (irregular timestamps)")

@@ -56,7 +56,7 @@ def _i3d(modality, reduction=None, pooling="bert"):
 
 
 def _slowfast(reduction=None, fusion=None):
-    classifier = {"pooling": "tgap" if fusion is None else "bert", "fusion": fusion, "dropout": 0.8}
+    classifier = {"pooling": "tgap" if fusion is None else "bert", "dropout": 0.8}  # fusion: the backbone's
     return _preset("SlowFastBackbone", {"depth": 50, "feature_reduction": reduction, "fusion": fusion},
                    classifier, 64, _LARGE, _SLOWFAST_RGB, "rgb", "sgd" if fusion is None else "adamw")
 

@@ -113,3 +113,50 @@ class IdentityBackbone(Backbone):
         super().__init__(inputs=inputs[0] if single else inputs, outputs=outputs[0] if single else outputs,
                          **kwargs)
         self._backbone_config = {"feature_shapes": [list(s) for s in feature_shapes]}
+
+
+def sublayers(model):
+    """Every layer under ``model`` (composite layers' own sublayers too), InputLayers left out."""
+    from keras_bert3d.models.flops import walk_layers
+
+    return [layer for layer in walk_layers(model) if not isinstance(layer, keras.layers.InputLayer)]
+
+
+def run_backbone_test(cls, init_kwargs, input_data, expected_output_shape, expected_stage_shapes, tmp_path,
+                      mixed_precision="mixed_bfloat16"):
+    """The shared backbone test (as keras-hub's ``run_backbone_test``): output and stage-output shapes,
+    config and ``.keras`` round trips, and a mixed-precision policy reaching every layer.
+
+    ``expected_output_shape`` is one shape, or a list of shapes for several outputs;
+    ``expected_stage_shapes`` maps ``stage_outputs`` names to their shapes on ``input_data``.
+    Returns the float32 backbone.
+    """
+    backbone = cls(**init_kwargs)
+    outputs = keras.tree.flatten(backbone(input_data, training=False))
+    expected = expected_output_shape if isinstance(expected_output_shape, list) else [expected_output_shape]
+    assert [tuple(o.shape) for o in outputs] == [tuple(s) for s in expected]
+    assert backbone.feature_dims == [s[-1] for s in expected]
+    # Stage outputs: the named tensors build a sub-model with the expected shapes.
+    assert set(expected_stage_shapes) <= set(backbone.stage_outputs), sorted(backbone.stage_outputs)
+    stages = keras.Model(backbone.input, {k: backbone.stage_outputs[k] for k in expected_stage_shapes})
+    for name, value in stages(input_data, training=False).items():
+        assert tuple(value.shape) == tuple(expected_stage_shapes[name]), name
+    # Config and .keras round trips; non-default BatchNorm statistics must survive the save.
+    revived = run_serialization_test(backbone)
+    assert [w.path for w in revived.weights] == [w.path for w in backbone.weights]
+    rng = np.random.default_rng(0)
+    for w in backbone.non_trainable_weights:
+        w.assign(rng.uniform(0.5, 1.5, tuple(w.shape)).astype("float32"))
+    restored = run_saving_test(backbone, input_data, tmp_path, atol=1e-5)
+    assert type(restored) is cls
+    # Mixed precision: the policy reaches every layer (nested ones too), survives get_config, and the
+    # feature maps come out in the compute dtype.
+    mixed = cls(**init_kwargs, dtype=mixed_precision)
+    compute = keras.dtype_policies.get(mixed_precision).compute_dtype
+    for model in (mixed, cls.from_config(mixed.get_config())):
+        layers = sublayers(model)
+        wrong = sorted({layer.name for layer in layers if layer.dtype_policy.name != mixed_precision})
+        assert not wrong, f"layers without {mixed_precision}: {wrong}"
+        assert len(layers) > len(model.layers)  # the walk reached nested sublayers
+        assert [str(o.dtype) for o in keras.tree.flatten(model.outputs)] == [compute] * len(expected)
+    return backbone

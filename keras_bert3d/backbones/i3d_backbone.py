@@ -109,7 +109,7 @@ class I3DBackbone(Backbone):
         reduction_filters = reduction_branch_filters(reduction_dim)
         check_bn_args(bn_epsilon, bn_momentum)
         kwargs.setdefault("name", "i3d_backbone")
-        bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum}
+        bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "dtype": kwargs.get("dtype")}
 
         inputs = clip_input(num_frames, image_size, in_channels)
         x = inputs
@@ -125,7 +125,7 @@ class I3DBackbone(Backbone):
             elif name in POOLS:
                 pool, strides = POOLS[name]
                 layer = keras.layers.MaxPooling3D(pool, strides=strides, padding="same",
-                                                  data_format="channels_last", name=name)
+                                                  data_format="channels_last", name=name, dtype=bn["dtype"])
             else:
                 layer = InceptionModule(mixed_widths[name], name=name, **bn)
             x = layer(x)

@@ -20,25 +20,26 @@ FEATURE_REDUCTIONS = (None, "frmb", "frab")
 FUSIONS = (None, "early", "late")
 
 
-def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum):
+def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum, dtype):
     """conv (kernel, stride (1,2,2), pad k//2) -> BN -> ReLU -> max-pool (1,3,3)/(1,2,2) pad (0,1,1)."""
     pad = tuple((k // 2, k // 2) for k in kernel)
-    x = keras.layers.ZeroPadding3D(pad, name=f"{pathway}_stem_pad")(x)
+    x = keras.layers.ZeroPadding3D(pad, name=f"{pathway}_stem_pad", dtype=dtype)(x)
     x = keras.layers.Conv3D(filters, kernel, strides=(1, 2, 2), padding="valid", use_bias=False,
-                            kernel_initializer="he_normal", name=f"{pathway}_stem_conv")(x)
+                            kernel_initializer="he_normal", name=f"{pathway}_stem_conv", dtype=dtype)(x)
     x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
-                                        name=f"{pathway}_stem_bn")(x)
-    x = keras.layers.ReLU(name=f"{pathway}_stem_relu")(x)
+                                        name=f"{pathway}_stem_bn", dtype=dtype)(x)
+    x = keras.layers.ReLU(name=f"{pathway}_stem_relu", dtype=dtype)(x)
     # Zero padding equals PyTorch's -inf padding here: the input is >= 0 after the ReLU.
-    x = keras.layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{pathway}_stem_pool_pad")(x)
+    x = keras.layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{pathway}_stem_pool_pad", dtype=dtype)(x)
     return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), padding="valid",
-                                     name=f"{pathway}_stem_pool")(x)
+                                     name=f"{pathway}_stem_pool", dtype=dtype)(x)
 
 
-def _mapper(filters, name, bn_epsilon, bn_momentum):
+def _mapper(filters, name, bn_epsilon, bn_momentum, dtype):
     """The FRMB/FRAB block: 1x1x1 -> 3x3x3 -> 1x1x1 bottleneck, in -> filters/2 -> filters."""
     return Bottleneck3D(filters, filters // 2, strides=1, groups=1, kernel_a=1, kernel_b=3,
-                        projection=True, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=name)
+                        projection=True, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=name,
+                        dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -116,11 +117,11 @@ class SlowFastBackbone(Backbone):
             raise ValueError("feature_reduction='frmb' replaces the last s5 block and needs at least "
                              f"2 s5 blocks; received stage_blocks={stage_blocks!r}")
         alpha = slow_stride // fast_stride
-        bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum}
+        bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "dtype": kwargs.get("dtype")}
 
         inputs = clip_input(num_frames, image_size, in_channels)
-        slow = TemporalSubsample(slow_stride, name="slow_subsample")(inputs)
-        fast = TemporalSubsample(fast_stride, name="fast_subsample")(inputs)
+        slow = TemporalSubsample(slow_stride, name="slow_subsample", dtype=bn["dtype"])(inputs)
+        fast = TemporalSubsample(fast_stride, name="fast_subsample", dtype=bn["dtype"])(inputs)
         fast_width = slow_width // beta_inv
         slow = _apply_stem(slow, "slow", SLOW_STEM_KERNEL, slow_width, **bn)
         fast = _apply_stem(fast, "fast", FAST_STEM_KERNEL, fast_width, **bn)

@@ -43,8 +43,8 @@ def _arguments(cls):
 def resolve_preset(name, **overrides):
     """The preset's (backbone class, backbone config, classifier config) after ``overrides``.
 
-    An override goes to the classifier if it names a VideoClassifier argument, else to
-    the backbone; ``num_frames`` and ``image_size`` also update the preprocessing record, and
+    An override goes to the backbone if it names a backbone argument (the backbone owns what
+    both take, e.g. SlowFast's ``fusion``, which the classifier reads from it), else to the classifier; ``num_frames`` and ``image_size`` also update the preprocessing record, and
     ``frame_size``, ``scale``, ``mean`` and ``std`` change only the preprocessing record (e.g.
     ``frame_size=[48, 64]`` for small videos: the size frames are resized to before cropping).
     """
@@ -57,14 +57,15 @@ def resolve_preset(name, **overrides):
     for key, value in overrides.items():
         if key in PREPROCESSING_KEYS:
             preprocessing[key] = list(value) if isinstance(value, (list, tuple)) else value
-        elif key in classifier_args:
-            classifier_config[key] = value
-        elif key in backbone_args:
+        elif key in backbone_args:  # the backbone owns what both take (SlowFast's fusion)
             backbone_config[key] = value
+            classifier_config.pop(key, None)
             if key == "num_frames":
                 preprocessing["num_frames"] = value
             elif key == "image_size":
                 preprocessing["crop_size"] = value
+        elif key in classifier_args:
+            classifier_config[key] = value
         else:
             raise ValueError(f"Unknown override {key}={value!r} for {name}; valid: "
                              f"{sorted(classifier_args | backbone_args | set(PREPROCESSING_KEYS))}")

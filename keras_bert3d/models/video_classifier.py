@@ -13,6 +13,17 @@ POOLINGS = ("bert", "tgap", "lstm", "concat", "nonlocal_concat")
 FUSIONS = (None, "early", "late")
 
 
+def _fusion(backbone, pooling, fusion):
+    """The fusion a BERT head uses: the backbone's own (``SlowFastBackbone(fusion=...)``, which also decides
+    which pathways its FR blocks reduce) is the owner; the classifier's ``fusion`` may only repeat it."""
+    owned = getattr(backbone, "get_config", dict)().get("fusion") if pooling == "bert" else None
+    if fusion is not None and owned is not None and fusion != owned:
+        raise ValueError(f"fusion={fusion!r} disagrees with the backbone's fusion={owned!r} (the backbone "
+                         "owns it: build the backbone with the fusion you want, or leave the classifier's "
+                         "fusion=None)")
+    return owned if fusion is None else fusion
+
+
 @keras.saving.register_keras_serializable(package="keras_bert3d")
 class VideoClassifier(keras.Model):
     """A clip classifier: ``backbone`` -> temporal pooling -> Dropout -> [Dense] -> Dense logits.
@@ -32,7 +43,9 @@ class VideoClassifier(keras.Model):
             Two-pathway backbones concatenate slow first.
         fusion: two pathways with ``pooling="bert"`` only: ``"early"`` (the fast tokens
             are averaged to the slow token count and concatenated on features; one BERT)
-            or ``"late"`` (one BERT per pathway, CLS outputs concatenated).
+            or ``"late"`` (one BERT per pathway, CLS outputs concatenated). ``None`` (default)
+            takes the backbone's ``fusion`` (SlowFastBackbone owns it); a value that disagrees
+            with the backbone's is refused.
         l2_normalize_tokens: divide each token by its L2 norm before pooling (I3D).
         num_heads, num_layers, bert_dropout, mask_keep_prob, bert_norm, bert_initializer:
             the ``BERTPooling`` settings (``bert_dropout`` is its ``dropout``).
@@ -56,6 +69,7 @@ class VideoClassifier(keras.Model):
         check_choice("pooling", pooling, POOLINGS)
         check_choice("fusion", fusion, FUSIONS)
         pathways = backbone.num_pathways
+        fusion = _fusion(backbone, pooling, fusion)
         if pathways == 2 and pooling == "bert" and fusion is None:
             raise ValueError("A two-pathway backbone with pooling='bert' needs fusion='early' or 'late'")
         if fusion is not None and (pathways != 2 or pooling != "bert"):

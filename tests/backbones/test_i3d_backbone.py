@@ -3,7 +3,7 @@ import keras
 import numpy as np
 import pytest
 
-from harness import random_clip, run_fit_step, run_saving_test, run_serialization_test
+from harness import random_clip, run_backbone_test, run_fit_step, run_serialization_test
 from keras_bert3d.backbones.i3d_backbone import (ENDPOINTS, POOLS, I3DBackbone,
                                                  reduction_branch_filters)
 from keras_bert3d.layers.inception_module import InceptionModule
@@ -101,12 +101,29 @@ def test_serialization():
     assert revived.count_params() == backbone.count_params()
 
 
-def test_saving_round_trip(tmp_path):
-    backbone = tiny(feature_reduction="frab", num_frames=8, image_size=SIZE)
-    clip = random_clip(1, 8, SIZE)
-    restored = run_saving_test(backbone, clip, tmp_path)
-    assert isinstance(restored, I3DBackbone)
-    assert isinstance(restored.get_layer("mapper"), InceptionModule)
+def _endpoint_dims(frames, size, last):
+    """(T, H, W) after Conv3d_1a and the max-pools up to end-point ``last`` (TF 'same': ceil(n / s))."""
+    dims = [frames, size, size]
+    for name, strides in [("conv3d_1a", CONV1A_STRIDE)] + [(n, s) for n, (_, s) in POOLS.items()]:
+        if ENDPOINTS.index(name) > ENDPOINTS.index(last):
+            break
+        dims = [-(-n // s) for n, s in zip(dims, strides)]
+    return tuple(dims)
+
+
+@pytest.mark.parametrize("feature_reduction", ["frab", "frmb"])
+def test_backbone_harness(feature_reduction, tmp_path):
+    frames = 8
+    stages = {"stem": (2, *_endpoint_dims(frames, SIZE, "maxpool3d_3a"), TINY_STEM[2]),
+              "stage1": (2, *_endpoint_dims(frames, SIZE, "mixed_3c"), _mixed_out(TINY_MIXED[1])),
+              "stage2": (2, *_endpoint_dims(frames, SIZE, "mixed_4f"), _mixed_out(TINY_MIXED[6])),
+              "reduction": (2, *_output_size(frames, SIZE), TINY_REDUCTION)}
+    kwargs = dict(stem_filters=TINY_STEM, mixed_filters=TINY_MIXED, reduction_dim=TINY_REDUCTION,
+                  feature_reduction=feature_reduction, num_frames=frames, image_size=SIZE)
+    backbone = run_backbone_test(I3DBackbone, kwargs, random_clip(2, frames, SIZE), stages["reduction"], stages,
+                                 tmp_path)
+    if feature_reduction == "frab":
+        assert isinstance(backbone.get_layer("mapper"), InceptionModule)
 
 
 def test_fit_step_through_a_tiny_classifier():

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from harness import random_clip, run_fit_step, run_saving_test, run_serialization_test
+from harness import random_clip, run_backbone_test, run_fit_step, run_serialization_test
 from keras_bert3d.backbones.r2plus1d_backbone import STAGE_STRIDES, R2Plus1DBackbone
 from keras_bert3d.layers.conv2plus1d import Conv2Plus1D
 
@@ -105,9 +105,11 @@ def test_serialization():
     assert R2Plus1DBackbone.from_config(config).count_params() == bb.count_params()
 
 
-def test_saving(tmp_path):
-    bb = R2Plus1DBackbone(in_channels=2, **TINY)
-    run_saving_test(bb, random_clip(1, 4, 32, channels=2), tmp_path)
+@pytest.mark.parametrize("in_channels", [3, 2])
+def test_backbone_harness(in_channels, tmp_path):
+    shapes = {k: (2, *v) for k, v in expected_shapes(8, 32, TINY["stem_filters"][1], TINY["stage_filters"]).items()}
+    run_backbone_test(R2Plus1DBackbone, dict(TINY, in_channels=in_channels), random_clip(2, 8, 32, in_channels),
+                      shapes["stage4"], shapes, tmp_path)
 
 
 def test_fit_step_through_tiny_classifier():

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from harness import random_clip, run_fit_step, run_saving_test, run_serialization_test
+from harness import random_clip, run_backbone_test, run_fit_step, run_serialization_test
 from keras_bert3d.backbones.resnext3d_backbone import ResNeXt3DBackbone
 from keras_bert3d.layers.padding import conv_output_size
 
@@ -107,26 +107,14 @@ def test_serialization():
     assert revived.count_params() == bb.count_params()
 
 
-def test_dtype_policy_reaches_every_layer():
-    bb = tiny(dtype="mixed_bfloat16", feature_reduction="frab")
-    assert {layer.dtype_policy.name for layer in bb.layers[1:]} == {"mixed_bfloat16"}
-    assert bb.output.dtype == "bfloat16"
-
-
-def test_dtype_policy_survives_config():
-    bb = tiny(dtype="mixed_bfloat16", feature_reduction="frab")
-    revived = ResNeXt3DBackbone.from_config(bb.get_config())
-    assert revived.get_layer("mapper").dtype_policy.name == "mixed_bfloat16"
-
-
-def test_saving_round_trip(tmp_path):
-    bb = tiny(feature_reduction="frab")
-    x = random_clip(1, 8, 32, 3)
-    rng = np.random.default_rng(0)
-    for w in bb.non_trainable_weights:  # non-default BN statistics must survive the round trip
-        w.assign(rng.uniform(0.5, 1.5, tuple(w.shape)).astype("float32"))
-    restored = run_saving_test(bb, x, tmp_path, atol=1e-5)
-    assert isinstance(restored, ResNeXt3DBackbone)
+@pytest.mark.parametrize("feature_reduction", ["frab", "frmb"])
+def test_backbone_harness(feature_reduction, tmp_path):
+    dims = stage_dims(FRAMES, SIZE)
+    widths = [TINY["stem_filters"], *TINY["stage_filters"]]
+    stages = {name: (BATCH, *dims[name], width) for name, width in zip(["stem", "stage1", "stage2", "stage3"], widths)}
+    stages["reduction"] = (BATCH, *dims["stage4"], TINY["reduction_dim"])
+    run_backbone_test(ResNeXt3DBackbone, dict(TINY, feature_reduction=feature_reduction),
+                      random_clip(BATCH, FRAMES, SIZE), stages["reduction"], stages, tmp_path)
 
 
 def test_fit_step():

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from harness import random_clip, run_fit_step, run_saving_test, run_serialization_test
+from harness import random_clip, run_backbone_test, run_fit_step, run_serialization_test
 from keras_bert3d.backbones.slowfast_backbone import SlowFastBackbone
 from keras_bert3d.layers.padding import conv_output_size
 
@@ -80,16 +80,20 @@ def test_pathway_sampling_and_stage_outputs():
     assert fuse.shape[-1] == width + 2 * fast_width
 
 
-def test_serialization_and_saving(tmp_path):
-    bb = SlowFastBackbone(**TINY, feature_reduction="frmb", fusion="early", num_frames=FRAMES,
-                          image_size=SIZE, name="sf")
-    revived = run_serialization_test(bb)
-    assert revived.get_config()["stage_blocks"] == [1, 1, 1, 2]
-    assert (revived.get_config()["num_frames"], revived.get_config()["image_size"]) == (FRAMES, SIZE)
-    assert [w.path for w in revived.weights] == [w.path for w in bb.weights]
-    for w in bb.non_trainable_weights:  # non-default BN statistics must survive the round trip
-        w.assign(np.random.default_rng(0).uniform(0.5, 1.5, w.shape).astype("float32"))
-    run_saving_test(bb, random_clip(1, FRAMES, SIZE), tmp_path, atol=1e-5)
+@pytest.mark.parametrize("reduction,fusion", [("frmb", "early"), ("frab", "late")])
+def test_backbone_harness(reduction, fusion, tmp_path):
+    config = dict(TINY, feature_reduction=reduction, fusion=fusion, num_frames=FRAMES, image_size=SIZE)
+    sizes, width = spatial_sizes(SIZE), TINY["slow_width"]
+    fast_width = width // TINY["beta_inv"]
+    stages = {"slow_stem": (BATCH, 2, sizes[0], sizes[0], width), "fast_stem": (BATCH, 8, sizes[0], sizes[0], fast_width),
+              "slow_stage2": (BATCH, 2, sizes[2], sizes[2], width * EXPANSION * 2),
+              "fast_stage3": (BATCH, 8, sizes[3], sizes[3], fast_width * EXPANSION * 4),
+              "slow_reduction": expected_shapes(config)[0]}
+    bb = run_backbone_test(SlowFastBackbone, dict(config, name="sf"), random_clip(BATCH, FRAMES, SIZE),
+                           expected_shapes(config), stages, tmp_path)
+    config = bb.get_config()
+    assert config["stage_blocks"] == [1, 1, 1, 2] and (config["num_frames"], config["image_size"]) == (FRAMES, SIZE)
+    assert config["fusion"] == fusion
 
 
 def test_fit_step():

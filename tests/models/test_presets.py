@@ -106,3 +106,17 @@ def test_describe_counts_forward_gflops():
     long = describe(build_model("rgb_r2plus1d_64f_34_bert10", 51))
     assert 290 < short["gflops"] < 320  # R(2+1)D-34 at 32x112^2: about 305 GFLOPs (multiply-add = 2)
     assert abs(long["gflops"] / short["gflops"] - 2.0) < 0.01  # twice the frames, twice the work
+
+
+def test_fusion_has_one_owner_the_backbone():
+    from tiny_presets import tiny_overrides
+
+    name = "rgb_slowfast64f_50_bert10_FRMB_early"
+    _, backbone, classifier = resolve_preset(name, fusion="late")
+    assert backbone["fusion"] == "late" and "fusion" not in classifier
+    model = build_model(name, 3, **dict(tiny_overrides(name), fusion="late"))
+    assert model.backbone.get_config()["fusion"] == "late" and model.get_config()["fusion"] == "late"
+    assert sorted(model.bert_layers()) == ["bert_fast", "bert_slow"]  # the late head, on late-reduced pathways
+    assert "fast_mapper" not in {layer.name for layer in model.backbone.layers}
+    with pytest.raises(ValueError, match="disagrees with the backbone's fusion='late'"):
+        model.__class__(model.backbone, 3, pooling="bert", fusion="early")

@@ -4,7 +4,11 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-PYVER := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+# The interpreter itself: PYTHON on the PATH, else a pyenv build of that name (pyenv's shims refuse a version
+# that is not selected).
+PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	ls $(HOME)/.pyenv/versions/*/bin/$(PYTHON) 2>/dev/null | tail -n 1)
+PYVER := $(shell $(PYTHON_EXE) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
 STAMP := $(VENV)/.installed-$(PYVER)
 PYTEST_ARGS ?=
 
@@ -12,11 +16,11 @@ PYTEST_ARGS ?=
 
 $(STAMP): setup.py
 	@test -n "$(PYVER)" || { echo "$(PYTHON) not found: set PYTHON=python3.10 ... python3.13"; exit 1; }
-	@$(PYTHON) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' || \
+	@$(PYTHON_EXE) -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' || \
 		{ echo "keras_bert3d needs Python 3.10 to 3.13 (TensorFlow 2.21's wheels); $(PYTHON) is $(PYVER)"; exit 1; }
 	@if test -x $(PY) && test "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYVER)"; \
 		then echo "rebuilding $(VENV) for Python $(PYVER)"; rm -rf $(VENV); fi
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON_EXE) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
 	# torch is optional (only `bert3d convert` of .pth files); the tests read real .pth files with it. Only a

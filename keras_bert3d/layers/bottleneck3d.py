@@ -2,6 +2,7 @@
 import keras
 from keras import ops
 
+from keras_bert3d import backend
 from keras_bert3d.layers.padding import conv_output_size, same_padding, symmetric_pad, triple
 from keras_bert3d.validation import check_bn_args, check_positive_int
 
@@ -107,22 +108,19 @@ class Bottleneck3D(keras.layers.Layer):
 
     @property
     def per_group_convolution(self):
-        """True when ``conv_b`` runs as one convolution per group (grouped, on CPU-only machines)."""
-        return self.groups > 1 and all(d.lower().startswith("cpu") for d in keras.distribution.list_devices())
+        """True when ``conv_b`` runs as one convolution per group now (`keras_bert3d.backend` decides:
+        TensorFlow on CPU-only machines, and every export)."""
+        return self.groups > 1 and backend.split_grouped_convolutions()
 
     def _grouped_conv_b(self, x):
-        """``conv_b`` with groups: one convolution per group on CPUs.
+        """``conv_b``, or its groups one by one on ``conv_b``'s weights (checkpoints do not change).
 
-        Keras' TensorFlow backend sends grouped convolutions through an XLA-compiled
-        function on the CPU, about 30x slower than convolving each group's channels on
-        its own (measured in bench/bench_models.py). The weights stay ``conv_b``'s, so
-        checkpoints and saved models do not change; accelerators keep the native op.
+        Keras' TensorFlow backend sends grouped convolutions through an XLA-compiled function on the
+        CPU, about 30x slower than convolving each group's channels on its own (bench/bench_models.py).
         """
         if not self.per_group_convolution:
             return self.conv_b(x)
-        kernel = ops.cast(self.conv_b.kernel, x.dtype)
-        parts = zip(ops.split(x, self.groups, axis=-1), ops.split(kernel, self.groups, axis=-1))
-        return ops.concatenate([ops.conv(a, k, strides=self.strides, padding="valid") for a, k in parts], axis=-1)
+        return backend.per_group_conv(x, self.conv_b.kernel, self.groups, self.strides)
 
     def call(self, inputs, training=None):
         x = self.conv_a(symmetric_pad(inputs, same_padding(self.kernel_a)))

@@ -38,6 +38,10 @@ def add_arguments(parser):
                         help="served models: resize frames to H W before sending (smaller requests; give the "
                              "export's frame_size to keep the answer unchanged)")
     parser.add_argument("--explain", metavar="OUT.png", help="write the attention picture (.keras BERT models)")
+    parser.add_argument("--timeline", nargs="?", const="", metavar="PNG",
+                        help="slide the clip over the whole video: each window's start/end and top classes "
+                             "(keras_bert3d.serving.timeline); PNG: also draw it (give it after VIDEO)")
+    parser.add_argument("--stride", help="--timeline: window step, N frames or Ns seconds (default half a clip)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -186,6 +190,10 @@ def run(args):
         names = class_names_beside(args.model)  # a training run's class_names.json
     client = make_client(args.model, names, args.frame_size, args.frames)
     _check_rgb(client, args.model)
+    if args.timeline is not None:
+        from keras_bert3d.serving.timeline import run_timeline
+
+        return run_timeline(args, client)
     if args.explain:  # refuse before decoding anything
         model = getattr(client, "model", None)
         if model is None:

@@ -382,3 +382,39 @@ def count_decodable_frames(path):
         return last + 1
     finally:
         container.close()
+
+
+class StreamedFrame(typing.NamedTuple):
+    """One frame of `stream_frames`: its 0-based index, its time in seconds after the first frame, RGB pixels."""
+
+    index: int
+    time_s: float
+    pixels: np.ndarray  # uint8 (H, W, 3), upright
+
+
+def stream_frames(path, damage=None):
+    """Decodes the whole video once, in presentation order, holding one frame at a time (memory does not grow
+    with the video's length): yields `StreamedFrame`s.
+
+    A file that breaks mid-stream ends at the damage; ``damage`` (a list, when given) then receives
+    ``(frame, reason)``. Raises `VideoDecodeError` when not even the first frame decodes.
+    """
+    path = os.fspath(path)
+    table = _frame_table(path)
+    container, stream = _open(path)
+    try:
+        stream.codec_context.thread_type = "AUTO"  # one file, decoded once: let FFmpeg use the cores
+        height, width = stream.codec_context.height, stream.codec_context.width
+        end = _packets_end(table.pts, stream.frames)
+        time_base, origin = float(stream.time_base), None
+        clock = _Clock(stream, table.pts)
+        for position, frame in _decoded(container, stream, clock, 0, path, damage):
+            if end is not None and position >= end:
+                if damage is not None:
+                    damage.append((end, f"no complete packet for frame {end} of the {stream.frames} it lists"))
+                break
+            stamp = frame.pts if frame.pts is not None else clock.pts(position)
+            origin = stamp if origin is None else origin
+            yield StreamedFrame(position, (stamp - origin) * time_base, _upright(frame, width, height, table.rotation))
+    finally:
+        container.close()

@@ -42,13 +42,15 @@ class R2Plus1DBackbone(Backbone):
         num_frames, image_size: static input sizes (``None``: dynamic).
         bn_epsilon, bn_momentum: every BatchNorm's settings (Keras momentum convention;
             the reference: eps 1e-3, PyTorch momentum 0.9 = Keras 0.1).
+        remat: recompute every residual block in the backward pass instead of keeping its
+            activations (``R2Plus1DBlock(remat=True)``): less memory, more compute; same results.
 
     ``stage_outputs``: ``"stem"``, ``"stage1"`` ... ``"stage4"``.
     """
 
     def __init__(self, depth=34, stage_blocks=None, stage_filters=(64, 128, 256, 512), stem_filters=(45, 64),
                  caffe2_mid=True, in_channels=3, feature_reduction=None, num_frames=None, image_size=None,
-                 bn_epsilon=1e-3, bn_momentum=0.1, **kwargs):
+                 bn_epsilon=1e-3, bn_momentum=0.1, remat=False, **kwargs):
         check_choice("depth", depth, sorted(DEPTH_BLOCKS))
         if stage_blocks is not None:
             stage_blocks = check_positive_ints("stage_blocks", stage_blocks, len(STAGE_STRIDES))
@@ -94,8 +96,8 @@ class R2Plus1DBackbone(Backbone):
                 if caffe2_mid and b == 0 and k > 1:
                     conv2_mid = Conv2Plus1D.reference_mid_filters(filters, filters)
                 x = R2Plus1DBlock(filters, strides=stride if b == 0 else 1, conv2_mid_filters=conv2_mid,
-                                  bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=f"layer{k}_block{b}",
-                                  dtype=dtype)(x)
+                                  bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, remat=remat,
+                                  name=f"layer{k}_block{b}", dtype=dtype)(x)
             stage_outputs[f"stage{k}"] = x
 
         super().__init__(inputs=inputs, outputs=x, stage_outputs=stage_outputs, **kwargs)
@@ -104,5 +106,5 @@ class R2Plus1DBackbone(Backbone):
             "stage_blocks": stage_blocks,
             "stage_filters": stage_filters, "stem_filters": stem_filters, "caffe2_mid": caffe2_mid,
             "in_channels": in_channels, "feature_reduction": feature_reduction, "num_frames": num_frames,
-            "image_size": image_size, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum,
+            "image_size": image_size, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "remat": remat,
         }

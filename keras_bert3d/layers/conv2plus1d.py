@@ -14,6 +14,16 @@ def conv_initializer():
     return keras.initializers.VarianceScaling(scale=2.0, mode="fan_out", distribution="untruncated_normal")
 
 
+def _same_is_symmetric(strides):
+    """TF 'same' pads ``k // 2`` on both sides of an odd kernel at stride 1: the PyTorch padding.
+
+    Such a conv then needs no padded copy of its input (which the backward pass would also keep:
+    the padded tensor, not the unpadded one, is what the filter gradient reads). At stride 2 TF
+    pads asymmetrically, so the explicit symmetric pad stays there (block 0 of stages 2-4).
+    """
+    return all(s == 1 for s in strides)
+
+
 def _padded_shape(shape, padding):
     """``shape`` (B, T, H, W, C) after ``symmetric_pad(x, padding)`` (None stays None)."""
     dims = [None if n is None else n + 2 * p for n, p in zip(shape[1:4], padding)]
@@ -62,15 +72,20 @@ class Conv2Plus1D(keras.layers.Layer):
         self.temporal_kernel = (k, 1, 1)
         self.temporal_strides = (strides[0], 1, 1)
         self.temporal_padding = (k // 2, 0, 0)
+        # The pads applied as copies (``symmetric_pad``); none where 'same' is already symmetric.
+        self._spatial_pad = (0, 0, 0) if _same_is_symmetric(self.spatial_strides) else self.spatial_padding
+        self._temporal_pad = (0, 0, 0) if _same_is_symmetric(self.temporal_strides) else self.temporal_padding
 
         self.spatial_conv = keras.layers.Conv3D(
-            mid_filters, self.spatial_kernel, strides=self.spatial_strides, padding="valid",
+            mid_filters, self.spatial_kernel, strides=self.spatial_strides,
+            padding="same" if _same_is_symmetric(self.spatial_strides) else "valid",
             use_bias=False, kernel_initializer=conv_initializer(), name="spatial_conv",
             dtype=self.dtype_policy)
         self.spatial_bn = keras.layers.BatchNormalization(
             epsilon=bn_epsilon, momentum=bn_momentum, name="spatial_bn", dtype=self.dtype_policy)
         self.temporal_conv = keras.layers.Conv3D(
-            filters, self.temporal_kernel, strides=self.temporal_strides, padding="valid",
+            filters, self.temporal_kernel, strides=self.temporal_strides,
+            padding="same" if _same_is_symmetric(self.temporal_strides) else "valid",
             use_bias=False, kernel_initializer=conv_initializer(), name="temporal_conv",
             dtype=self.dtype_policy)
 
@@ -92,18 +107,18 @@ class Conv2Plus1D(keras.layers.Layer):
         return (input_shape[0], *dims, self.mid_filters)
 
     def build(self, input_shape):
-        # Each conv sees its input after the symmetric padding (Conv3D.build checks the
-        # 'valid' output size, so an unpadded T of 2 would be refused for the (3, 1, 1) conv).
+        # Each 'valid' conv sees its input after the symmetric padding (Conv3D.build checks the
+        # 'valid' output size, so an unpadded T of 2 would be refused for a (3, 1, 1) conv).
         input_shape = tuple(input_shape)
-        self.spatial_conv.build(_padded_shape(input_shape, self.spatial_padding))
+        self.spatial_conv.build(_padded_shape(input_shape, self._spatial_pad))
         mid_shape = self._spatial_output_shape(input_shape)
         self.spatial_bn.build(mid_shape)
-        self.temporal_conv.build(_padded_shape(mid_shape, self.temporal_padding))
+        self.temporal_conv.build(_padded_shape(mid_shape, self._temporal_pad))
 
     def call(self, inputs, training=None):
-        x = self.spatial_conv(symmetric_pad(inputs, self.spatial_padding))
+        x = self.spatial_conv(symmetric_pad(inputs, self._spatial_pad))
         x = ops.relu(self.spatial_bn(x, training=training))
-        return self.temporal_conv(symmetric_pad(x, self.temporal_padding))
+        return self.temporal_conv(symmetric_pad(x, self._temporal_pad))
 
     def compute_output_shape(self, input_shape):
         mid = self._spatial_output_shape(tuple(input_shape))

@@ -4,6 +4,7 @@ from keras import ops
 
 from keras_bert3d.layers.conv2plus1d import KERNEL_SIZE, Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.padding import conv_output_size, triple
+from keras_bert3d.layers.recompute import recompute
 from keras_bert3d.validation import check_bn_args, check_positive_int
 
 
@@ -24,12 +25,15 @@ class R2Plus1DBlock(keras.layers.Layer):
         conv2_mid_filters: overrides the mid width of ``conv2`` only (the Caffe2 fix the
             reference applies to block 0 of layers 2-4: 288 / 576 / 1152).
         bn_epsilon, bn_momentum: every BatchNorm's settings (Keras momentum convention).
+        remat: in training, keep only the block's input for the backward pass and recompute the
+            rest there (:func:`keras_bert3d.layers.recompute.recompute`): less memory, one more
+            forward of the block per step; the results are the same.
 
     Input ``(B, T, H, W, C)``; output ``(B, T', H', W', filters)``.
     """
 
     def __init__(self, filters, strides=1, mid_filters=None, conv2_mid_filters=None,
-                 bn_epsilon=1e-3, bn_momentum=0.1, **kwargs):
+                 bn_epsilon=1e-3, bn_momentum=0.1, remat=False, **kwargs):
         super().__init__(**kwargs)
         check_positive_int("filters", filters)
         check_positive_int("mid_filters", mid_filters, optional=True)
@@ -38,6 +42,9 @@ class R2Plus1DBlock(keras.layers.Layer):
         if any(s < 1 for s in strides):
             raise ValueError(f"`strides` must be positive; received strides={strides!r}")
         check_bn_args(bn_epsilon, bn_momentum)
+        if not isinstance(remat, bool):
+            raise ValueError(f"`remat` must be True or False; received remat={remat!r}")
+        self.remat = remat
         self.filters = filters
         self.strides = strides
         self.mid_filters = mid_filters
@@ -81,6 +88,11 @@ class R2Plus1DBlock(keras.layers.Layer):
             self.downsample_bn.build(out_shape)
 
     def call(self, inputs, training=None):
+        if self.remat and training:
+            return recompute(self, lambda x: self._forward(x, training), inputs)
+        return self._forward(inputs, training)
+
+    def _forward(self, inputs, training):
         x = ops.relu(self.bn1(self.conv1(inputs, training=training), training=training))
         x = self.bn2(self.conv2(x, training=training), training=training)
         shortcut = inputs
@@ -100,6 +112,6 @@ class R2Plus1DBlock(keras.layers.Layer):
         config.update({
             "filters": self.filters, "strides": list(self.strides), "mid_filters": self.mid_filters,
             "conv2_mid_filters": self.conv2_mid_filters, "bn_epsilon": self.bn_epsilon,
-            "bn_momentum": self.bn_momentum,
+            "bn_momentum": self.bn_momentum, "remat": self.remat,
         })
         return config

@@ -204,3 +204,26 @@ def test_memory_stays_flat_in_the_videos_length(tmp_path):
     frame = 64 * 64 * 3
     assert peaks["long"][1] < 400 * frame  # 2400 frames held would be 2400 * frame
     assert peaks["long"][1] < peaks["short"][1] * 1.25 + 20 * frame
+
+
+class MeanColour(clients.VideoClient):
+    """A model stand-in without TensorFlow: class k's probability is the share of colour channel k."""
+
+    def predict_clips(self, clips):
+        mean = clips.mean(axis=(1, 2, 3))
+        return {"probabilities": mean / mean.sum(axis=1, keepdims=True)}
+
+
+def test_a_video_broken_mid_stream_ends_its_timeline_at_the_damage(tmp_path):
+    good = tmp_path / "good.avi"
+    write_video(good, action_frames(COLOURS["red ball"], 80, 1), codec="mpeg4", gop_size=8)
+    data = good.read_bytes()
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(data[:int(len(data) * 0.6)])
+    whole = predict_timeline(good, MeanColour(16, ["r", "g", "b"]))
+    broken = predict_timeline(cut, MeanColour(16, ["r", "g", "b"]))
+    assert whole.num_frames == 80 and whole.notes == [] and whole.windows[-1].end_frame == 79
+    assert 16 <= broken.num_frames < 60 and broken.windows[-1].end_frame == broken.num_frames - 1
+    assert any(f"breaks at frame {broken.num_frames}" in note for note in broken.notes)
+    assert broken.windows == whole.windows[:len(broken.windows) - 1] + broken.windows[-1:]
+    assert broken.to_dict()["windows"][0]["top"][0]["class"] == "r"

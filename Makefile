@@ -12,7 +12,7 @@ PYVER := $(shell $(PYTHON_EXE) -c 'import sys; print("%d.%d" % sys.version_info[
 STAMP := $(VENV)/.installed-$(PYVER)
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-full install clean bench
+.PHONY: demo test test-full test-backends install clean bench
 
 $(STAMP): setup.py
 	@test -n "$(PYVER)" || { echo "$(PYTHON) not found: set PYTHON=python3.10 ... python3.13"; exit 1; }
@@ -39,6 +39,12 @@ test: $(STAMP)
 
 test-full: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
+
+# The cross-backend tests (tests/backends): every preset at tiny size on JAX and PyTorch against TensorFlow,
+# .keras files across backends, JAX export; the two full-size presets too unless PYTEST_ARGS="-m 'not backends_full'".
+test-backends: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[jax]"
+	BERT3D_TEST_BACKENDS=1 TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 0 $(PYTEST_ARGS) tests/backends
 
 bench: $(STAMP)
 	$(PY) bench/bench_models.py

@@ -35,6 +35,10 @@ setup(
         "onnx": ["tf2onnx>=1.17", "onnxruntime"],
         # KerasTuner's BayesianOptimization (training/tune.py --tuner bayesian).
         "tune": ["scipy", "scikit-learn"],
+        # Keras 3 on JAX (CPU wheels; see the JAX docs for CUDA/TPU ones): `make test-backends`.
+        "jax": ["jax>=0.4.34", "jaxlib>=0.4.34"],
+        "all": ["jax>=0.4.34", "jaxlib>=0.4.34", "torch==2.13.0", "tf2onnx>=1.17", "onnxruntime", "scipy",
+                "scikit-learn", "opencv-contrib-python-headless>=4.8"],
         "test": ["pytest>=8", "pytest-xdist>=3", "opencv-contrib-python-headless>=4.8"],
     },
     classifiers=[

@@ -5,7 +5,7 @@ Layout: ``<export_dir>/<version>/`` (TF Serving's), written by `export_saved_mod
 - ``serving_default``: input ``clips``, uint8 ``(B, T, H, W, C)`` of any ``H x W`` (``T`` the model's frame
   count, ``C`` 3 for RGB and 2 for flow). In the graph, as the data pipeline's ``mode="val"`` does
   (`preprocess_clips`): every frame is resized to the preset's ``frame_size`` ``[H', W']`` (bilinear,
-  half-pixel centres, no antialiasing, rounded back to uint8: `VideoPreprocessor`, the model's own layer; the aspect ratio is
+  half-pixel centres, no antialiasing, rounded back to uint8: ``transforms.resize``; the aspect ratio is
   not kept, as the reference's frames are resized to 170x128 / 340x256), then the centre
   ``crop_size x crop_size`` window at ``y = round((H' - S) / 2)``, ``x = round((W' - S) / 2)`` (round half
   to even) is cut, then ``(x * scale - mean) / std``.
@@ -30,7 +30,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from keras_bert3d.models.video_preprocessor import PREPROCESSING_KEYS, VideoPreprocessor, check_preprocessing  # noqa: F401
+from keras_bert3d.data import transforms
 
 SERVING_SIGNATURE = "serving_default"
 NORMALIZED_SIGNATURE = "predict_normalized"
@@ -38,6 +38,7 @@ INPUT_KEY = "clips"
 TOP_K = 5
 METADATA_ASSET = "preprocessing.json"
 OUTPUT_KEYS = ("logits", "probabilities", "top_k_indices", "top_k_scores", "top_k_classes")
+PREPROCESSING_KEYS = ("modality", "num_frames", "frame_size", "crop_size", "scale", "mean", "std")
 
 
 def default_class_names(num_classes):
@@ -73,9 +74,26 @@ def next_version(export_dir):
     return max(versions, default=0) + 1
 
 
+def check_preprocessing(preprocessing):
+    missing = set(PREPROCESSING_KEYS) - set(preprocessing or {})
+    if missing:
+        raise ValueError(f"`preprocessing` lacks {sorted(missing)}; received preprocessing={preprocessing!r} "
+                         "(pass preprocessing= for a model built without a preset)")
+    frame_size = [int(v) for v in preprocessing["frame_size"]]
+    if len(frame_size) != 2 or min(frame_size) < int(preprocessing["crop_size"]):
+        raise ValueError(f"`frame_size` must be [H, W], both >= crop_size={preprocessing['crop_size']}; "
+                         f"received frame_size={preprocessing['frame_size']}")
+    return dict(preprocessing, frame_size=frame_size)
+
+
 def preprocess_clips(clips, preprocessing):
-    """uint8 ``(B, T, H, W, C)`` -> float32 ``(B, T, S, S, C)``: the model's `VideoPreprocessor` rules."""
-    return VideoPreprocessor.from_preprocessing(preprocessing)(clips)
+    """uint8 ``(B, T, H, W, C)`` -> float32 ``(B, T, S, S, C)``: the rule of the module docstring."""
+    shape = tf.shape(clips)
+    size = int(preprocessing["crop_size"])
+    frames = tf.reshape(clips, tf.concat([[-1], shape[2:]], 0))  # (B * T, H, W, C)
+    frames = transforms.center_crop(transforms.resize(frames, preprocessing["frame_size"]), size)
+    clip = tf.reshape(frames, tf.stack([shape[0], shape[1], size, size, shape[4]]))
+    return transforms.normalize(clip, preprocessing)
 
 
 def _checked(clips, signature, dims, dtype):
@@ -101,8 +119,7 @@ class _Endpoints:
     the Keras model is traced (and stored) once."""
 
     def __init__(self, model, preprocessing, class_names, top_k):
-        self.model, self.top_k = model, min(top_k, len(class_names))
-        self.preprocessor = VideoPreprocessor.from_preprocessing(preprocessing)
+        self.model, self.prep, self.top_k = model, preprocessing, min(top_k, len(class_names))
         self.class_names = tf.constant(class_names)
         frames, size, channels = preprocessing["num_frames"], preprocessing["crop_size"], len(preprocessing["mean"])
         self.uint8_dims = [None, frames, None, None, channels]
@@ -118,7 +135,7 @@ class _Endpoints:
 
     def serve_uint8(self, clips):
         clips = _checked(clips, SERVING_SIGNATURE, self.uint8_dims, "uint8")
-        return self.forward(self.preprocessor(clips))
+        return self.forward(preprocess_clips(clips, self.prep))
 
     def serve_normalized(self, clips):
         return self.forward(_checked(clips, NORMALIZED_SIGNATURE, self.float_dims, "float32"))

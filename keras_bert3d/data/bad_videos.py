@@ -13,6 +13,7 @@ logger = logging.getLogger("keras_bert3d.data")
 # (words in the reason, category); the first match wins. Reasons come from `VideoDecodeError.reason`
 # and from the frame-folder checks of the pipeline.
 _CATEGORIES = (
+    ("damaged or cut", "truncated"),  # broken mid-stream, too little left before the damage
     ("clip needs index", "too few frames"),
     ("too few frames", "too few frames"),
     ("missing frame", "missing frame file"),

@@ -316,7 +316,7 @@ def test_rest_client_over_http(served, http_server, monkeypatch, capsys):
     with pytest.raises(clients.ServingError, match="HTTP 404"):
         clients.RestClient(http_server, "other", 16, timeout=20).predict_video(video, clips="center")
     # The command line over the same server.
-    monkeypatch.setitem(COMMANDS, "predict", ("keras_bert3d.cli.predict", "classify a video"))
+    assert "predict" in COMMANDS
     url = f"{http_server}/v1/models/tiny/versions/3"
     assert main(["predict", video, "--model", url, "--frames", "16", "--json", "--no-progress"]) == 0
     top = json.loads(capsys.readouterr().out)["top"]

@@ -1,6 +1,8 @@
 """The small base every backbone builds on: a functional model with named stage outputs."""
 import keras
 
+from keras_bert3d.backbones.preset_listing import PresetListing
+
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
 class Backbone(keras.Model):
@@ -35,6 +37,29 @@ class Backbone(keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    presets = PresetListing()
+
+    @classmethod
+    def from_preset(cls, preset, load_weights=True, **overrides):
+        """A preset name (its backbone, initialised) or a folder from ``save_to_preset`` (with weights)."""
+        from keras_bert3d.models import preset_io
+        from keras_bert3d.models.builder import resolve_preset
+
+        if preset_io.is_preset_folder(preset):
+            backbone = preset_io.load_backbone_preset(preset, load_weights, **overrides)
+        else:
+            backbone_cls, config, _ = resolve_preset(preset, **overrides)
+            backbone = backbone_cls(**config, name="backbone")
+        if not isinstance(backbone, cls):
+            raise ValueError(f"{preset} holds a {type(backbone).__name__}, not a {cls.__name__}")
+        return backbone
+
+    def save_to_preset(self, preset_dir):
+        """config.json, model.weights.h5 and metadata.json in keras-hub's layout."""
+        from keras_bert3d.models import preset_io
+
+        preset_io.save_backbone_preset(self, preset_dir)
 
     @property
     def num_pathways(self):

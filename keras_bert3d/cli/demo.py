@@ -12,7 +12,9 @@ def add_arguments(parser):
 
 
 def synthetic_clip(preprocessing, seed=0):
-    """A uint8 clip of a bright square crossing a textured background, normalised as the preset says."""
+    """A clip of a bright square crossing a textured background, normalised by the model's preprocessor rule."""
+    from keras_bert3d.models.video_preprocessor import VideoPreprocessor
+
     rng = np.random.default_rng(seed)
     frames, size = preprocessing["num_frames"], preprocessing["crop_size"]
     channels = len(preprocessing["mean"])
@@ -21,9 +23,7 @@ def synthetic_clip(preprocessing, seed=0):
     for t in range(frames):
         x = int((size - side) * t / max(frames - 1, 1))
         clip[t, size // 2 - side // 2:size // 2 + side // 2, x:x + side] = 230
-    clip = clip * preprocessing["scale"]
-    clip = (clip - np.array(preprocessing["mean"], np.float32)) / np.array(preprocessing["std"], np.float32)
-    return clip[None].astype(np.float32)
+    return np.asarray(VideoPreprocessor.from_preprocessing(preprocessing).normalize(clip[None]))
 
 
 def attention_bars(row, width=40):

@@ -98,9 +98,6 @@ def _progress(enabled, batch_size, description):
 def explain_clip(client, prediction, path):
     """(clip row, uint8 frames as the model saw them (T, S, S, 3), {bert name: (N,) CLS attention},
     {bert name: CLS self-attention}) for the clip that scored the winning class highest."""
-    import tensorflow as tf
-
-    from keras_bert3d.data import transforms
     from keras_bert3d.data.video_reader import read_frames
 
     model = client.model
@@ -108,9 +105,7 @@ def explain_clip(client, prediction, path):
     row = int(np.argmax(prediction.clip_scores[:, winner]))
     frames = read_frames(path, prediction.clip_indices[row])
     outputs = model.attention_model()(client.preprocess(frames[None]), training=False)
-    prep = client.preprocessing
-    seen = transforms.center_crop(transforms.resize(tf.convert_to_tensor(frames), prep["frame_size"]),
-                                  int(prep["crop_size"])).numpy()
+    seen = np.asarray(model.preprocessor.resize_and_crop(frames[None]))[0]  # as the model sees them
     attention, to_cls = {}, {}
     for name, scores in outputs.items():
         if name != "logits":

@@ -40,12 +40,9 @@ class _FrameError(ValueError):
 
 
 def _check_args(preprocessing, mode, batch_size, source, crops_per_clip, clips_per_video, mixup, cutmix):
-    missing = {"modality", "num_frames", "frame_size", "crop_size", "scale", "mean", "std"} - set(preprocessing)
-    if missing:
-        raise ValueError(f"`preprocessing` lacks {sorted(missing)}; received preprocessing={preprocessing}")
-    if len(preprocessing["frame_size"]) != 2 or min(preprocessing["frame_size"]) < preprocessing["crop_size"]:
-        raise ValueError(f"`frame_size` must be [H, W], both >= crop_size={preprocessing['crop_size']}; "
-                         f"received frame_size={preprocessing['frame_size']}")
+    from keras_bert3d.models.video_preprocessor import check_preprocessing
+
+    check_preprocessing(preprocessing)  # the preprocessor's own size and channel rules
     if mode not in MODES:
         raise ValueError(f"`mode` must be one of {MODES}; received mode={mode!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

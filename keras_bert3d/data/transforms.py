@@ -145,13 +145,16 @@ def multi_crops(clip, size, num_crops=1):
 
 
 def normalize(clip, preprocessing):
-    """``(clip * scale - mean) / std`` per channel, float32, from a preset's ``preprocessing`` dict."""
+    """``(clip * scale - mean) / std`` per channel, float32, from a preset's ``preprocessing`` dict: the
+    `VideoPreprocessor`'s own rule (`keras_bert3d.models.video_preprocessor.normalize`), on tf tensors."""
+    from keras_bert3d.models.video_preprocessor import normalize as normalize_rule
+
     mean = tf.constant(preprocessing["mean"], tf.float32)
     std = tf.constant(preprocessing["std"], tf.float32)
     if clip.shape[-1] is not None and clip.shape[-1] != len(preprocessing["mean"]):
         raise ValueError(f"The clip has {clip.shape[-1]} channels but the preprocessing has "
                          f"{len(preprocessing['mean'])}; received preprocessing={preprocessing}")
-    return (tf.cast(clip, tf.float32) * float(preprocessing["scale"]) - mean) / std
+    return normalize_rule(tf.cast(clip, tf.float32), float(preprocessing["scale"]), mean, std)
 
 
 def _beta(alpha, seed):

@@ -5,6 +5,7 @@ import importlib
 import inspect
 
 from keras_bert3d.models.video_classifier import VideoClassifier
+from keras_bert3d.models.video_preprocessor import check_preprocessing
 from keras_bert3d.presets import PRESETS
 
 # Overrides that change only the preprocessing record the model carries.
@@ -51,7 +52,7 @@ def resolve_preset(name, **overrides):
     preset = get_preset(name)
     cls = backbone_class(preset["backbone"]["class"])
     backbone_config = preset["backbone"]["config"]
-    classifier_config = dict(preset["classifier"], preprocessing=preset["preprocessing"])
+    classifier_config = dict(preset["classifier"], preprocessing=preset["preprocessing"], recipe=preset["optimizer"])
     classifier_args, backbone_args = _arguments(VideoClassifier) - {"backbone"}, _arguments(cls)
     preprocessing = classifier_config["preprocessing"]
     for key, value in overrides.items():
@@ -69,9 +70,7 @@ def resolve_preset(name, **overrides):
         else:
             raise ValueError(f"Unknown override {key}={value!r} for {name}; valid: "
                              f"{sorted(classifier_args | backbone_args | set(PREPROCESSING_KEYS))}")
-    if len(preprocessing["frame_size"]) != 2 or min(preprocessing["frame_size"]) < preprocessing["crop_size"]:
-        raise ValueError(f"frame_size {preprocessing['frame_size']} (height, width) must be at least the crop size "
-                         f"{preprocessing['crop_size']} on both sides")
+    check_preprocessing(preprocessing)
     return cls, backbone_config, classifier_config
 
 

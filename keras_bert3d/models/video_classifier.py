@@ -7,10 +7,27 @@ from keras_bert3d.layers.channel_major_flatten import ChannelMajorFlatten
 from keras_bert3d.layers.lstm_pooling import LSTMPooling
 from keras_bert3d.layers.non_local_block import NonLocalBlock
 from keras_bert3d.layers.temporal_tokens import TemporalTokens
+from keras_bert3d.backbones.preset_listing import PresetListing
+from keras_bert3d.models.video_preprocessor import VideoPreprocessor
 from keras_bert3d.validation import check_choice, check_rate
 
 POOLINGS = ("bert", "tgap", "lstm", "concat", "nonlocal_concat")
 FUSIONS = (None, "early", "late")
+# compile()'s default recipe: "adamw" (two_stream_bert2.py) or "sgd" (two_stream2.py); None: by pooling.
+RECIPES = (None, "adamw", "sgd")
+
+
+def _preprocessor(preprocessor, preprocessing):
+    """The one preprocessor from either argument (a dict builds one; both given must agree)."""
+    if preprocessor is not None and not isinstance(preprocessor, VideoPreprocessor):
+        raise ValueError(f"`preprocessor` must be a VideoPreprocessor; received {type(preprocessor).__name__}")
+    if preprocessing is None:
+        return preprocessor
+    built = VideoPreprocessor.from_preprocessing(preprocessing, name="preprocessor")
+    if preprocessor is not None and preprocessor.preprocessing != built.preprocessing:
+        raise ValueError(f"preprocessor={preprocessor.preprocessing} disagrees with preprocessing={preprocessing}; "
+                         "give one of them")
+    return preprocessor or built
 
 
 def _fusion(backbone, pooling, fusion):
@@ -53,15 +70,18 @@ class VideoClassifier(keras.Model):
         head_hidden_dim: ``None``, or the width of a linear layer (no activation)
             between the dropout and the classifier (the concatenation heads: 1550, 1000).
         dropout: the rate before the classifier (reference 0.8; 0.7 flow baselines).
-        preprocessing: ``None`` or a JSON dict describing the input the weights expect
-            (frames, frame size, crop size, mean, std, pixel scale); carried, not applied.
+        preprocessor: ``None`` or a `VideoPreprocessor` (raw frames -> the normalised clip the
+            weights expect). It serializes with the model and is applied by `preprocess` and
+            `predict_frames`, never by ``model(clips)``, which keeps taking normalised clips.
+        preprocessing: the same as a JSON dict (what older models and presets carry); it builds
+            the preprocessor. Give one of the two (or both, agreeing).
         seed: seed of the BERT masking/dropout randomness.
     """
 
     def __init__(self, backbone, num_classes, pooling="bert", fusion=None, l2_normalize_tokens=False,
                  num_heads=8, num_layers=1, bert_dropout=0.1, mask_keep_prob=0.8, bert_norm="reference",
                  bert_initializer="bert5", lstm_hidden_dim=450, lstm_num_layers=2, head_hidden_dim=None,
-                 dropout=0.8, preprocessing=None, seed=None, **kwargs):
+                 dropout=0.8, preprocessor=None, preprocessing=None, recipe=None, seed=None, **kwargs):
         if not isinstance(backbone, Backbone):
             raise ValueError(f"`backbone` must be a keras_bert3d Backbone; received {type(backbone).__name__}")
         if not isinstance(num_classes, int) or num_classes < 1:
@@ -78,6 +98,8 @@ class VideoClassifier(keras.Model):
         if pathways == 2 and pooling not in ("bert", "tgap"):
             raise ValueError(f"pooling={pooling!r} supports one pathway; two-pathway backbones take 'bert' or 'tgap'")
         check_rate("dropout", dropout)
+        preprocessor = _preprocessor(preprocessor, preprocessing)
+        check_choice("recipe", recipe, RECIPES)
         bert_kwargs = dict(num_heads=num_heads, num_layers=num_layers, dropout=bert_dropout,
                            mask_keep_prob=mask_keep_prob, norm=bert_norm, initializer=bert_initializer, seed=seed)
 
@@ -130,8 +152,9 @@ class VideoClassifier(keras.Model):
             "bert_dropout": bert_dropout, "mask_keep_prob": mask_keep_prob, "bert_norm": bert_norm,
             "bert_initializer": bert_initializer, "lstm_hidden_dim": lstm_hidden_dim,
             "lstm_num_layers": lstm_num_layers, "head_hidden_dim": head_hidden_dim, "dropout": dropout,
-            "preprocessing": preprocessing, "seed": seed,
+            "recipe": recipe, "seed": seed,
         }
+        self.preprocessor = preprocessor
 
     @property
     def num_classes(self):
@@ -139,7 +162,66 @@ class VideoClassifier(keras.Model):
 
     @property
     def preprocessing(self):
-        return self._classifier_config["preprocessing"]
+        """The preprocessor's rules as a dict (frames, frame size, crop size, scale, mean, std), or None."""
+        return None if self.preprocessor is None else self.preprocessor.preprocessing
+
+    def preprocess(self, clips):
+        """Raw uint8 clips ``(B, T, H, W, C)`` of any frame size -> the normalised clips ``model`` takes."""
+        if self.preprocessor is None:
+            raise ValueError(f"{self.name} has no preprocessor; build it with one (VideoClassifier(..., "
+                             "preprocessor=VideoPreprocessor(...)) or from a preset)")
+        return self.preprocessor(clips)
+
+    def predict_frames(self, clips, **kwargs):
+        """``model.predict`` on raw uint8 clips, preprocessed by the model's own preprocessor: the logits."""
+        return self.predict(self.preprocess(clips), **kwargs)
+
+    presets = PresetListing()
+
+    @classmethod
+    def from_preset(cls, preset, num_classes=None, load_weights=True, **overrides):
+        """A preset name (`keras_bert3d.list_models()`; initialised weights, ``num_classes`` needed) or a folder
+        written by `save_to_preset` (its weights; another ``num_classes`` gives a new head). ``overrides`` change
+        any backbone or classifier argument, as in `build_model`."""
+        from keras_bert3d.models import preset_io
+        from keras_bert3d.models.builder import build_model
+
+        if preset_io.is_preset_folder(preset):
+            return preset_io.load_preset(preset, num_classes, load_weights, **overrides)
+        if num_classes is None:
+            raise ValueError(f"VideoClassifier.from_preset({preset!r}) needs num_classes= (a named preset has no "
+                             "trained head); a folder written by save_to_preset has its own")
+        return build_model(preset, num_classes, **overrides)
+
+    def save_to_preset(self, preset_dir):
+        """Write keras-hub's preset layout (config.json, model.weights.h5, task.json, task.weights.h5,
+        preprocessor.json, metadata.json); `from_preset` reads it back with identical logits."""
+        from keras_bert3d.models import preset_io
+
+        preset_io.save_to_preset(self, preset_dir)
+
+    @property
+    def recipe(self):
+        """The reference recipe ``compile()`` defaults to: the preset's, else "adamw" for BERT, "sgd" otherwise."""
+        recipe = self._classifier_config["recipe"]
+        return recipe or ("adamw" if self._classifier_config["pooling"] == "bert" else "sgd")
+
+    def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
+        """``keras.Model.compile`` with the reference recipe for every ``"auto"`` (as keras-hub's tasks):
+        the optimizer of `recipe` (AdamW lr 1e-5, weight decay 1e-3, or the reference SGD lr 1e-2, momentum and
+        dampening 0.9; ``keras_bert3d.training.recipe``; no gradient accumulation, which the training config
+        sets), sparse cross-entropy on the logits, and the
+        ``top1``/``top5`` accuracies. Anything given explicitly wins."""
+        if "auto" in (optimizer, loss, metrics):
+            from keras_bert3d.training import recipe  # the recipe lives with the training code
+
+            if optimizer == "auto":
+                optimizer = recipe.make_optimizer(self.recipe, self, gradient_accumulation_steps=1)
+            if loss == "auto":
+                loss = recipe.make_loss()
+            if metrics == "auto":
+                metrics = recipe.make_metrics(self.num_classes)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
 
     def bert_layers(self):
         """The BERTPooling layers by name (``bert``, or ``bert_slow`` and ``bert_fast``)."""
@@ -162,11 +244,15 @@ class VideoClassifier(keras.Model):
         return keras.Model(self.input, outputs, name=f"{self.name}_attention")
 
     def get_config(self):
+        preprocessor = None if self.preprocessor is None else keras.saving.serialize_keras_object(self.preprocessor)
         return {"name": self.name, "trainable": self.trainable,
-                "backbone": keras.saving.serialize_keras_object(self.backbone), **self._classifier_config}
+                "backbone": keras.saving.serialize_keras_object(self.backbone), **self._classifier_config,
+                "preprocessor": preprocessor}
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if isinstance(config.get("preprocessor"), dict):
+            config["preprocessor"] = keras.saving.deserialize_keras_object(config["preprocessor"])
         return cls(**config)

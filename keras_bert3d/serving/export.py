@@ -5,7 +5,7 @@ Layout: ``<export_dir>/<version>/`` (TF Serving's), written by `export_saved_mod
 - ``serving_default``: input ``clips``, uint8 ``(B, T, H, W, C)`` of any ``H x W`` (``T`` the model's frame
   count, ``C`` 3 for RGB and 2 for flow). In the graph, as the data pipeline's ``mode="val"`` does
   (`preprocess_clips`): every frame is resized to the preset's ``frame_size`` ``[H', W']`` (bilinear,
-  half-pixel centres, no antialiasing, rounded back to uint8: ``transforms.resize``; the aspect ratio is
+  half-pixel centres, no antialiasing, rounded back to uint8: `VideoPreprocessor`, the model's own layer; the aspect ratio is
   not kept, as the reference's frames are resized to 170x128 / 340x256), then the centre
   ``crop_size x crop_size`` window at ``y = round((H' - S) / 2)``, ``x = round((W' - S) / 2)`` (round half
   to even) is cut, then ``(x * scale - mean) / std``.
@@ -30,7 +30,7 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from keras_bert3d.data import transforms
+from keras_bert3d.models.video_preprocessor import PREPROCESSING_KEYS, VideoPreprocessor, check_preprocessing  # noqa: F401
 
 SERVING_SIGNATURE = "serving_default"
 NORMALIZED_SIGNATURE = "predict_normalized"
@@ -38,7 +38,6 @@ INPUT_KEY = "clips"
 TOP_K = 5
 METADATA_ASSET = "preprocessing.json"
 OUTPUT_KEYS = ("logits", "probabilities", "top_k_indices", "top_k_scores", "top_k_classes")
-PREPROCESSING_KEYS = ("modality", "num_frames", "frame_size", "crop_size", "scale", "mean", "std")
 
 
 def default_class_names(num_classes):
@@ -74,26 +73,9 @@ def next_version(export_dir):
     return max(versions, default=0) + 1
 
 
-def check_preprocessing(preprocessing):
-    missing = set(PREPROCESSING_KEYS) - set(preprocessing or {})
-    if missing:
-        raise ValueError(f"`preprocessing` lacks {sorted(missing)}; received preprocessing={preprocessing!r} "
-                         "(pass preprocessing= for a model built without a preset)")
-    frame_size = [int(v) for v in preprocessing["frame_size"]]
-    if len(frame_size) != 2 or min(frame_size) < int(preprocessing["crop_size"]):
-        raise ValueError(f"`frame_size` must be [H, W], both >= crop_size={preprocessing['crop_size']}; "
-                         f"received frame_size={preprocessing['frame_size']}")
-    return dict(preprocessing, frame_size=frame_size)
-
-
 def preprocess_clips(clips, preprocessing):
-    """uint8 ``(B, T, H, W, C)`` -> float32 ``(B, T, S, S, C)``: the rule of the module docstring."""
-    shape = tf.shape(clips)
-    size = int(preprocessing["crop_size"])
-    frames = tf.reshape(clips, tf.concat([[-1], shape[2:]], 0))  # (B * T, H, W, C)
-    frames = transforms.center_crop(transforms.resize(frames, preprocessing["frame_size"]), size)
-    clip = tf.reshape(frames, tf.stack([shape[0], shape[1], size, size, shape[4]]))
-    return transforms.normalize(clip, preprocessing)
+    """uint8 ``(B, T, H, W, C)`` -> float32 ``(B, T, S, S, C)``: the model's `VideoPreprocessor` rules."""
+    return VideoPreprocessor.from_preprocessing(preprocessing)(clips)
 
 
 def _checked(clips, signature, dims, dtype):
@@ -119,7 +101,8 @@ class _Endpoints:
     the Keras model is traced (and stored) once."""
 
     def __init__(self, model, preprocessing, class_names, top_k):
-        self.model, self.prep, self.top_k = model, preprocessing, min(top_k, len(class_names))
+        self.model, self.top_k = model, min(top_k, len(class_names))
+        self.preprocessor = VideoPreprocessor.from_preprocessing(preprocessing)
         self.class_names = tf.constant(class_names)
         frames, size, channels = preprocessing["num_frames"], preprocessing["crop_size"], len(preprocessing["mean"])
         self.uint8_dims = [None, frames, None, None, channels]
@@ -135,7 +118,7 @@ class _Endpoints:
 
     def serve_uint8(self, clips):
         clips = _checked(clips, SERVING_SIGNATURE, self.uint8_dims, "uint8")
-        return self.forward(preprocess_clips(clips, self.prep))
+        return self.forward(self.preprocessor(clips))
 
     def serve_normalized(self, clips):
         return self.forward(_checked(clips, NORMALIZED_SIGNATURE, self.float_dims, "float32"))
@@ -167,13 +150,6 @@ def export_saved_model(model, export_dir, class_names=None, version=None, prepro
     """
     import keras
 
-    from keras_bert3d import backend
-
-    if backend.name() != "tensorflow":  # a SavedModel is TF graphs: JAX/PyTorch models export through TF
-        return backend.call_on_tensorflow(
-            model, "keras_bert3d.serving.export:export_saved_model", export_dir=os.fspath(export_dir),
-            class_names=None if class_names is None else [str(n) for n in class_names], version=version,
-            preprocessing=preprocessing, warmup=warmup, top_k=top_k)
     prep = check_preprocessing(preprocessing if preprocessing is not None else getattr(model, "preprocessing", None))
     num_classes = int(model.output.shape[-1])
     class_names = default_class_names(num_classes) if class_names is None else [str(n) for n in class_names]
@@ -189,8 +165,7 @@ def export_saved_model(model, export_dir, class_names=None, version=None, prepro
         raise ValueError(f"{path} exists: pick another --version (next free: {next_version(export_dir)})")
 
     meta = metadata(model, prep, class_names, version, top_k)
-    with backend.grouped_convolutions("per_group"):  # runs on CPU-only TF Serving: no XLA grouped conv
-        endpoints = _Endpoints(model, prep, class_names, top_k)  # the one trace of the model
+    endpoints = _Endpoints(model, prep, class_names, top_k)
     archive = keras.export.ExportArchive()
     archive.add_endpoint(SERVING_SIGNATURE, endpoints.serve_uint8,
                          [tf.TensorSpec(endpoints.uint8_dims, tf.uint8, name=INPUT_KEY)])

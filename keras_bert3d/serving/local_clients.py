@@ -63,12 +63,9 @@ class KerasClient(VideoClient):
         super().__init__(self.preprocessing["num_frames"], class_names)
 
     def preprocess(self, clips):
-        """uint8 ``(B, T, H, W, C)`` -> float32 ``(B, T, S, S, C)``, as the export's graph does it."""
-        import tensorflow as tf
-
-        from keras_bert3d.serving.export import check_preprocessing, preprocess_clips
-
-        return preprocess_clips(tf.convert_to_tensor(np.asarray(clips)), check_preprocessing(self.preprocessing))
+        """uint8 ``(B, T, H, W, C)`` -> float32 ``(B, T, S, S, C)``: the model's own preprocessor, the layer
+        the export's graph runs."""
+        return self.model.preprocess(np.asarray(clips))
 
     def predict_clips(self, clips):
         logits = np.asarray(self.model(self.preprocess(clips), training=False))

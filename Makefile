@@ -41,10 +41,11 @@ test-full: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
 
 # The cross-backend tests (tests/backends): every preset at tiny size on JAX and PyTorch against TensorFlow,
-# .keras files across backends, JAX export; the two full-size presets too unless PYTEST_ARGS="-m 'not backends_full'".
+# .keras files across backends, JAX export, DataParallel, a torch loop; the two full-size presets with BACKENDS_MARK=.
+BACKENDS_MARK ?= not backends_full
 test-backends: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[jax]"
-	BERT3D_TEST_BACKENDS=1 TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 0 $(PYTEST_ARGS) tests/backends
+	BERT3D_TEST_BACKENDS=1 TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 0 -m "$(BACKENDS_MARK)" $(PYTEST_ARGS) tests/backends
 
 bench: $(STAMP)
 	$(PY) bench/bench_models.py

@@ -35,7 +35,7 @@ def write_reference(folder, presets, num_classes, keras_files=(), batch=2):
             model.save(os.path.join(folder, f"{name}.keras"))
 
 
-def run_backends(folder, presets, num_classes, keras_files=(), timeout=900):
+def run_backends(folder, presets, num_classes, keras_files=(), timeout=2400):
     """Start one worker per installed backend (in parallel) and wait; returns {backend: error or None}."""
     task = os.path.join(folder, "task.json")
     with open(task, "w", encoding="utf-8") as f:
@@ -53,7 +53,11 @@ def run_backends(folder, presets, num_classes, keras_files=(), timeout=900):
                                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     errors = {}
     for backend, proc in procs.items():
-        out, _ = proc.communicate(timeout=timeout)
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = f"{backend} worker: no answer in {timeout} s\n" + (proc.communicate()[0] or "")
         errors[backend] = None if proc.returncode == 0 else out[-4000:]
     return errors
 

@@ -150,6 +150,13 @@ def export_saved_model(model, export_dir, class_names=None, version=None, prepro
     """
     import keras
 
+    from keras_bert3d import backend
+
+    if backend.name() != "tensorflow":  # a SavedModel is TF graphs: JAX/PyTorch models export through TF
+        return backend.call_on_tensorflow(
+            model, "keras_bert3d.serving.export:export_saved_model", export_dir=os.fspath(export_dir),
+            class_names=None if class_names is None else [str(n) for n in class_names], version=version,
+            preprocessing=preprocessing, warmup=warmup, top_k=top_k)
     prep = check_preprocessing(preprocessing if preprocessing is not None else getattr(model, "preprocessing", None))
     num_classes = int(model.output.shape[-1])
     class_names = default_class_names(num_classes) if class_names is None else [str(n) for n in class_names]
@@ -165,7 +172,8 @@ def export_saved_model(model, export_dir, class_names=None, version=None, prepro
         raise ValueError(f"{path} exists: pick another --version (next free: {next_version(export_dir)})")
 
     meta = metadata(model, prep, class_names, version, top_k)
-    endpoints = _Endpoints(model, prep, class_names, top_k)
+    with backend.grouped_convolutions("per_group"):  # runs on CPU-only TF Serving: no XLA grouped conv
+        endpoints = _Endpoints(model, prep, class_names, top_k)  # the one trace of the model
     archive = keras.export.ExportArchive()
     archive.add_endpoint(SERVING_SIGNATURE, endpoints.serve_uint8,
                          [tf.TensorSpec(endpoints.uint8_dims, tf.uint8, name=INPUT_KEY)])

@@ -133,3 +133,36 @@ def test_backbone_switch_fit_step_is_exact_and_round_trips():
 def test_remat_must_be_a_bool():
     with pytest.raises(ValueError, match="remat='yes'"):
         R2Plus1DBlock(4, remat="yes")
+
+
+JAX_CHECK = r'''
+import numpy as np, keras, jax
+from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
+x = np.random.default_rng(0).normal(size=(2, 4, 8, 8, 4)).astype("float32")
+plain, remat = R2Plus1DBlock(6, strides=2), R2Plus1DBlock(6, strides=2, remat=True)
+plain.build(x.shape); remat.build(x.shape); remat.set_weights(plain.get_weights())
+def step(layer):
+    tv, ntv = [v.value for v in layer.trainable_variables], [v.value for v in layer.non_trainable_variables]
+    def loss(tv, x):
+        y, new = layer.stateless_call(tv, ntv, x, training=True)
+        return (y * jax.numpy.sin(y)).sum(), new
+    (value, new), grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(tv, x)
+    return [value, *grads[0], grads[1], *new, *ntv]
+a, b = step(plain), step(remat)
+print("EXACT", all(np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(a, b)), len(a))
+'''
+
+
+def test_exact_on_jax_through_jax_checkpoint():
+    """The same block on the JAX backend (keras.remat is jax.checkpoint there), under jit, in a subprocess."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, KERAS_BACKEND="jax", CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=root)
+    out = subprocess.run([sys.executable, "-c", JAX_CHECK], capture_output=True, text=True, env=env, timeout=600)
+    # loss, 15 weight gradients, the input gradient, 10 new + 10 old moving statistics: 37 arrays.
+    assert "EXACT True 37" in out.stdout, out.stdout + out.stderr[-2000:]

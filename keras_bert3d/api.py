@@ -10,10 +10,12 @@ from keras_bert3d.layers.reference_layer_norm import ReferenceLayerNorm
 from keras_bert3d.layers.temporal_tokens import TemporalTokens
 from keras_bert3d.models.builder import build_model, get_preset, list_models
 from keras_bert3d.models.video_classifier import VideoClassifier
+from keras_bert3d.models.video_preprocessor import VideoPreprocessor
+from keras_bert3d.serving.timeline import predict_timeline
 from keras_bert3d.training.recipe import ReferenceSGD
 
 __all__ = [
     "Backbone", "I3DBackbone", "R2Plus1DBackbone", "ResNeXt3DBackbone", "SlowFastBackbone",
-    "BERTPooling", "ReferenceLayerNorm", "TemporalTokens", "VideoClassifier",
-    "build_model", "get_preset", "list_models", "ReferenceSGD",
+    "BERTPooling", "ReferenceLayerNorm", "TemporalTokens", "VideoClassifier", "VideoPreprocessor",
+    "build_model", "get_preset", "list_models", "predict_timeline", "ReferenceSGD",
 ]

@@ -88,6 +88,8 @@ for argv in (["--help"], ["train", "--help"], ["evaluate", "--help"], ["tune", "
         pass
 heavy = sorted(m for m in ("tensorflow", "keras", "jax", "torch") if m in sys.modules)
 print("HEAVY", heavy)
+import keras_bert3d                       # the public names still resolve, on first use
+print("LAZY", keras_bert3d.VideoClassifier.__name__, keras_bert3d.predict_timeline.__name__)
 """
 
 
@@ -95,6 +97,7 @@ def test_help_and_argument_errors_import_no_tensorflow():
     done = subprocess.run([sys.executable, "-c", HELP_WITHOUT_TF], env=_env(), capture_output=True, text=True,
                           timeout=120)
     assert "HEAVY []" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "LAZY VideoClassifier predict_timeline" in done.stdout, done.stderr[-2000:]
     assert "usage: bert3d" in done.stdout and "invalid choice: 'nope'" in done.stderr
     assert "--factor: must be >= 2" in done.stderr
 

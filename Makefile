@@ -25,7 +25,8 @@ $(STAMP): setup.py
 	$(PY) -m pip install --quiet -e ".[test]"
 	# torch is optional (only `bert3d convert` of .pth files); the tests read real .pth files with it. Only a
 	# CPU wheel already on this machine is taken (PyPI's would be a multi-GB CUDA build).
-	$(PY) -m pip install --quiet --no-index "torch==2.13.0" || echo "torch not installed: the .pth tests will be skipped"
+	($(PY) -m pip install --quiet --no-index --no-deps "torch==2.13.0" && $(PY) -m pip install --quiet "torch==2.13.0") \
+		|| echo "torch not installed: the .pth tests will be skipped"
 	rm -f $(VENV)/.installed*
 	touch $(STAMP)
 

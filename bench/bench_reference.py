@@ -163,11 +163,7 @@ def main(argv=None):
         line = bench_train._fit_line(points)
         if line:
             print(f"- {side}: peak = {line[0]:.2f} GiB + {line[1]:.3f} GiB per clip")
-    for note in notes:
-        print(f"- {note}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"rows": rows, "notes": notes, "argv": sys.argv[1:]}, f, indent=1)
+    bench_train.print_notes_and_json(args.json, rows, notes)
     return 0
 
 

@@ -260,12 +260,17 @@ def main(argv=None):
             print("  by block: " + ", ".join(f"{k} {v:.0f}" for k, v in r["by_block_mib"].items()))
     else:
         _report(args, rows, variants)
+    print_notes_and_json(args.json, rows, notes)
+    return 0
+
+
+def print_notes_and_json(path, rows, notes):
+    """The notes of a run as list lines, and the rows and notes as JSON to ``path`` (None: not written)."""
     for note in notes:
         print(f"- {note}")
-    if args.json:
-        with open(args.json, "w") as f:
+    if path:
+        with open(path, "w") as f:
             json.dump({"rows": rows, "notes": notes, "argv": sys.argv[1:]}, f, indent=1)
-    return 0
 
 
 def _report(args, rows, variants):

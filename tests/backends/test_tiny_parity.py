@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from harness_backends import BACKENDS, check, relative_difference, run_backends, write_reference
+from harness_backends import BACKENDS, TOLERANCE, check, relative_difference, run_backends, write_reference
 from keras_bert3d.models.builder import build_model, list_models
 from tiny_presets import tiny_overrides
 
@@ -27,7 +27,7 @@ def runs(tmp_path_factory):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_logits(runs, backend, name):
     folder, errors = runs
-    check(folder, errors, backend, name)
+    assert check(folder, errors, backend, name) < TOLERANCE
     # A negative control: another preset's logits are far from these (the comparison can fail).
     other = "rgb_r2plus1d_32f_34" if name != "rgb_r2plus1d_32f_34" else "rgb_I3D64f"
     assert relative_difference(np.load(os.path.join(folder, f"{other}.tensorflow.npy")),
@@ -40,7 +40,7 @@ def test_keras_file_round_trip(runs, backend, name):
     import keras
 
     folder, errors = runs
-    check(folder, errors, backend, name, suffix=".keras")  # the TF-saved file, loaded there
+    assert check(folder, errors, backend, name, suffix=".keras") < TOLERANCE  # the TF-saved file, loaded there
     # ... and the file that backend saved, loaded back here on TensorFlow.
     model = keras.saving.load_model(os.path.join(folder, f"{name}.{backend}.keras"))
     x = np.load(os.path.join(folder, f"{name}.input.npy"))

@@ -32,8 +32,10 @@ $(STAMP): setup.py
 
 install: $(STAMP)
 
+# `make demo KERAS_BACKEND=jax` (or torch) runs it on that backend, installing it first.
 demo: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m training.demo
+	$(if $(filter jax,$(KERAS_BACKEND)),$(PY) -m pip install --quiet -e ".[jax]")
+	KERAS_BACKEND=$(or $(KERAS_BACKEND),tensorflow) TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m training.demo
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 -m "not full_export" $(PYTEST_ARGS) tests
@@ -42,7 +44,8 @@ test-full: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(PY) -m pytest -q -n 2 $(PYTEST_ARGS) tests
 
 # The cross-backend tests (tests/backends): every preset at tiny size on JAX and PyTorch against TensorFlow,
-# .keras files across backends, JAX export, DataParallel, a torch loop; the two full-size presets with BACKENDS_MARK=.
+# .keras files across backends, training on JAX (TF's numbers, exact resume, bfloat16), JAX export,
+# DataParallel, a torch loop; the two full-size presets with BACKENDS_MARK=. CI runs it after `make test`.
 BACKENDS_MARK ?= not backends_full
 test-backends: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[jax]"

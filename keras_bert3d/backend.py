@@ -13,6 +13,8 @@ between backends are made here:
   travels through a ``.keras`` file (weights are backend-neutral) into a TensorFlow subprocess
   (`call_on_tensorflow`), so the export holds plain TF ops, no ``XlaCallModule``.
 - **Devices**: `accelerator_visible` for every backend (``keras.distribution`` has no PyTorch backend).
+- **Inference over a tf.data stream** (`inference_function`): a ``tf.function`` on TensorFlow, the
+  backend's compiled ``predict_on_batch`` elsewhere.
 
 Random key masking and dropout need nothing here: ``keras.random`` with a ``SeedGenerator`` runs on all
 three (the draws differ between backends; the inference path has no randomness).
@@ -65,6 +67,21 @@ def grouped_convolutions(mode):
         yield
     finally:
         _state["grouped"] = previous
+
+
+def inference_function(model):
+    """``fn(clips) -> float32 numpy logits`` of ``model`` in inference mode, compiled once by the running
+    backend: a ``tf.function`` of any batch size on TensorFlow (inputs stay TF tensors: tf.data hands them
+    over without a copy); ``predict_on_batch`` (``jax.jit`` on JAX, eager on PyTorch) elsewhere."""
+    import numpy as np
+
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        spec = tf.TensorSpec([None, *model.input.shape[1:]], tf.float32)
+        forward = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec])
+        return lambda clips: forward(clips).numpy()
+    return lambda clips: np.asarray(model.predict_on_batch(np.asarray(clips)), np.float32)
 
 
 def per_group_conv(x, kernel, groups, strides):

@@ -161,7 +161,7 @@ def _records(index):
     return tf.data.Dataset.from_tensor_slices((paths, [int(r.label) for r in records], counts))
 
 
-def _tfrecord_dataset(pattern, modality, shuffle, seed):
+def _tfrecord_dataset(pattern, modality, shuffle, seed, reshuffle):
     from keras_bert3d.data import tfrecord
 
     files = tfrecord.list_shards(pattern)
@@ -170,18 +170,18 @@ def _tfrecord_dataset(pattern, modality, shuffle, seed):
                          f"for {modality}")
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
     dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), deterministic=True,
                                  num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
-        dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=reshuffle)
     return dataset.map(lambda raw: tfrecord.parse_example(raw, modality), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto", shuffle=None, seed=None,
                  strict=False, num_parallel_calls=tf.data.AUTOTUNE, clips_per_video="center", crops_per_clip=10,
                  stride=1, temporal_jitter=False, mixup=0.0, cutmix=0.0, num_classes=None, drop_remainder=False,
-                 counter=None):
+                 counter=None, reshuffle_each_iteration=True):
     """The input pipeline of one split.
 
     Args:
@@ -195,6 +195,11 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
             ``"tfrecord"``.
         shuffle: shuffle the videos each epoch; None: in train mode only.
         seed: makes sampling, augmentation and order reproducible; None draws fresh randomness.
+        reshuffle_each_iteration: True: each new iteration of the dataset (an epoch of ``model.fit``) draws
+            new clips, crops and order (from ``seed``: the n-th iteration is the same in every run). False:
+            every iteration gives the same elements, so what a consumer reads does not depend on how often
+            the dataset was opened before (keras_bert3d's training builds one dataset per epoch, from a seed
+            of its own, and Keras' JAX ``fit`` opens a dataset once more than TF's to build the model).
         strict: raise on the first bad video instead of skipping it.
         num_parallel_calls: decoding and transform parallelism.
         clips_per_video: test clips: ``"center"`` (the BERT test script's single centred clip), ``"cover"``
@@ -240,12 +245,13 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
     frame_size = [int(v) for v in prep["frame_size"]]
     calls = num_parallel_calls
     deterministic = seed is not None or mode != "train"
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    reshuffle = bool(reshuffle_each_iteration)
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle)
 
     if source == "tfrecord":
         from keras_bert3d.data.tfrecord import decode_frames
 
-        examples = _tfrecord_dataset(index, modality, shuffle, seed)
+        examples = _tfrecord_dataset(index, modality, shuffle, seed, reshuffle)
 
         def load(example, elem_seed):
             indices = tf.numpy_function(lambda n, s: plan.indices(int(n), s).astype(np.int32),
@@ -257,7 +263,7 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
     else:
         records = _records(index)
         if shuffle:
-            records = records.shuffle(max(len(index), 1), seed=seed, reshuffle_each_iteration=True)
+            records = records.shuffle(max(len(index), 1), seed=seed, reshuffle_each_iteration=reshuffle)
         reader = plan.video if source == "video" else plan.frames
         out_type = tf.uint8 if source == "video" else tf.string
 

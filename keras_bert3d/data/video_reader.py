@@ -295,7 +295,9 @@ def _decoded(container, stream, clock, first, path, damage=None):
 
 
 def _upright(frame, width, height, rotation):
-    array = frame.to_ndarray(format="rgb24", width=width, height=height)
+    # threads=1: no swscale thread pool (PyAV 19 starts one per conversion by default). A pool's state copied
+    # into a forked worker (keras_bert3d.data.parallel) deadlocks there, and tf.data already decodes in parallel.
+    array = frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
     return np.ascontiguousarray(np.rot90(array, rotation // 90)) if rotation else array
 
 

@@ -78,7 +78,7 @@ DEFAULTS = {
         "plateau_patience": 5,
         "plateau_factor": 0.1,
         "mixed_precision": None,
-        "jit_compile": False,
+        "jit_compile": "auto",
         "strategy": "default",
         "seed": 0,
         "deterministic": False,
@@ -123,7 +123,7 @@ DESCRIPTIONS = {
     "train.plateau_patience": "epochs without val-loss improvement before the LR drops (reference 5)",
     "train.plateau_factor": "LR multiplier on a plateau (reference 0.1)",
     "train.mixed_precision": "null | mixed_float16 (GPU) | mixed_bfloat16",
-    "train.jit_compile": "XLA-compile the train step",
+    "train.jit_compile": "auto (Keras' rule: XLA on JAX and on a TF accelerator, not on a TF CPU or torch) | true | false",
     "train.strategy": "default | mirrored (all local GPUs) | multi_worker (TF_CONFIG; custom loop)",
     "train.seed": "seeds weights, dropout, clip sampling, augmentation and order",
     "train.deterministic": "also make TF ops deterministic (tf.config.experimental.enable_op_determinism)",
@@ -186,6 +186,9 @@ def _check_value(key, value):
     elif key == "train.backup_freq":
         if value != "epoch" and not (_is_int(value) and value >= 1):
             _fail(key, value, "'epoch' or an integer >= 1")
+    elif key == "train.jit_compile":
+        if value != "auto" and not isinstance(value, bool):
+            _fail(key, value, "'auto', true or false")
     elif key == "train.verbose":
         if value not in (0, 1, 2):
             _fail(key, value, "0, 1 or 2")

@@ -113,6 +113,8 @@ def predict_videos(model, dataset, view_batch_size=10, num_videos=None, progress
     """
     import tensorflow as tf
 
+    from keras_bert3d import backend
+
     if isinstance(view_batch_size, bool) or not isinstance(view_batch_size, int) or view_batch_size < 1:
         raise ValueError(f"`view_batch_size` must be a positive int; received view_batch_size={view_batch_size!r}")
 
@@ -122,12 +124,11 @@ def predict_videos(model, dataset, view_batch_size=10, num_videos=None, progress
         return views, tf.fill([count], tf.cast(video, tf.int64)), tf.fill([count], tf.cast(label, tf.int64))
 
     batches = dataset.enumerate().map(expand).unbatch().batch(view_batch_size).prefetch(1)
-    spec = tf.TensorSpec([None, *model.input.shape[1:]], tf.float32)
-    forward = tf.function(lambda x: tf.cast(model(x, training=False), tf.float32), input_signature=[spec])
+    forward = backend.inference_function(model)
     bar = _progress_bar(num_videos, progress)
     chunks, ids, labels, seen = [], [], [], 0
     for views, video_ids, video_labels in batches:
-        chunks.append(forward(views).numpy())
+        chunks.append(forward(views))
         ids.append(video_ids.numpy())
         labels.append(video_labels.numpy())
         done = int(ids[-1][-1])  # videos before the last one in this batch are complete

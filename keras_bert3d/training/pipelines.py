@@ -52,15 +52,15 @@ class Pipelines:
         return index, self.data["source"] if self.data["source"] != "tfrecord" else "auto"
 
     def train_epoch(self, epoch, skip=0, batch_size=None, index=None):
-        """Exactly ``steps_per_epoch`` batches (a pass short of skipped videos is topped up from the next
-        pass), minus the first ``skip``."""
+        """Exactly ``steps_per_epoch`` batches (a pass short of skipped videos is topped up from the start of
+        the pass again), minus the first ``skip``. The same batches however often the dataset is opened."""
         from keras_bert3d.data.pipeline import make_dataset
 
         source, kind = self._source(self.train_index if index is None else index, self.data["tfrecord"])
         dataset = make_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
                                seed=epoch_seed(self.seed, epoch), strict=self.data["strict"],
                                mixup=self.data["mixup"], cutmix=self.data["cutmix"], num_classes=self.num_classes,
-                               counter=self.counter)
+                               counter=self.counter, reshuffle_each_iteration=False)
         dataset = dataset.repeat().take(self.steps)
         return dataset.skip(skip) if skip else dataset
 

@@ -42,7 +42,8 @@ class ReplicaSteps:
         self.strategy, self.model, self.optimizer, self.accumulation = strategy, model, optimizer, accumulation
         self.per_example = _per_example_loss(loss_fn)
         self.variables = list(model.trainable_variables)
-        self.forward = tf.function(self._forward, jit_compile=True) if jit_compile else self._forward
+        # jit_compile "auto" is Keras' rule for a tf.distribute strategy, which this loop always runs under: no XLA.
+        self.forward = tf.function(self._forward, jit_compile=True) if jit_compile is True else self._forward
         self.accumulators = []
         if accumulation > 1:
             with strategy.scope():  # SyncOnRead: each replica adds its own local gradients

@@ -124,6 +124,19 @@ def test_seed_makes_training_reproducible(videos):
     assert any(not np.array_equal(epochs[0][0][0], e[0][0]) for e in epochs[1:])  # new draws each epoch
 
 
+def test_without_reshuffling_every_iteration_is_the_same(videos):
+    """What training gives each epoch does not depend on how often its dataset was opened before (Keras'
+    JAX fit opens it once more to build the model)."""
+    good, _, _ = videos
+    dataset = make_dataset(index_of(good), PREP, "train", batch_size=3, seed=5, reshuffle_each_iteration=False)
+    first, second = as_numpy(dataset), as_numpy(dataset)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    other = as_numpy(make_dataset(index_of(good), PREP, "train", batch_size=3, seed=6, reshuffle_each_iteration=False))
+    assert not np.array_equal(first[0][0], other[0][0])  # the seed still draws
+
+
 def write_frame_folder(folder, n, modality="rgb", ext=""):
     os.makedirs(folder, exist_ok=True)
     frames = grey_frames(n, 30, 40, 1)[..., 0]

@@ -26,7 +26,7 @@ def test_defaults_are_the_reference_recipe(tmp_path):
     assert (train["gradient_accumulation_steps"], config["data"]["batch_size"]) == (16, 8)
     assert (train["plateau_patience"], train["plateau_factor"], train["epochs"]) == (5, 0.1, 200)
     assert (train["momentum"], train["dampening"], train["decay_norms_and_biases"]) == (0.9, 0.9, True)
-    assert train["mixed_precision"] is None and train["jit_compile"] is False and train["strategy"] == "default"
+    assert train["mixed_precision"] is None and train["jit_compile"] == "auto" and train["strategy"] == "default"
     assert set(cfg.DESCRIPTIONS) == set(cfg._flat(cfg.DEFAULTS))  # every key is documented in --help
 
 

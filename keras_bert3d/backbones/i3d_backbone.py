@@ -146,3 +146,8 @@ class I3DBackbone(Backbone):
             "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum,
         }
 
+
+from keras_bert3d.backbones.i3d_presets import backbone_presets, reference_params_51  # noqa: E402
+from keras_bert3d.presets import register_presets  # noqa: E402
+
+register_presets(backbone_presets, I3DBackbone, reference_params_51)

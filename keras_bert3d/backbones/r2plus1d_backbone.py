@@ -108,3 +108,9 @@ class R2Plus1DBackbone(Backbone):
             "in_channels": in_channels, "feature_reduction": feature_reduction, "num_frames": num_frames,
             "image_size": image_size, "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "remat": remat,
         }
+
+
+from keras_bert3d.backbones.r2plus1d_presets import backbone_presets, reference_params_51  # noqa: E402
+from keras_bert3d.presets import register_presets  # noqa: E402
+
+register_presets(backbone_presets, R2Plus1DBackbone, reference_params_51)

@@ -126,3 +126,9 @@ class ResNeXt3DBackbone(Backbone):
             "bn_epsilon": bn_epsilon,
             "bn_momentum": bn_momentum,
         }
+
+
+from keras_bert3d.backbones.resnext3d_presets import backbone_presets, reference_params_51  # noqa: E402
+from keras_bert3d.presets import register_presets  # noqa: E402
+
+register_presets(backbone_presets, ResNeXt3DBackbone, reference_params_51)

@@ -173,3 +173,9 @@ class SlowFastBackbone(Backbone):
             "bn_momentum": bn_momentum,
         }
         self.stage_blocks = blocks
+
+
+from keras_bert3d.backbones.slowfast_presets import backbone_presets, reference_params_51  # noqa: E402
+from keras_bert3d.presets import register_presets  # noqa: E402
+
+register_presets(backbone_presets, SlowFastBackbone, reference_params_51)

@@ -1,23 +1,14 @@
-"""build_model / list_models: presets (keras_bert3d/presets.py) -> VideoClassifier."""
+"""build_model / list_models: the registered presets (keras_bert3d/presets.py) -> VideoClassifier."""
 import copy
 import difflib
-import importlib
 import inspect
 
 from keras_bert3d.models.video_classifier import VideoClassifier
 from keras_bert3d.models.video_preprocessor import check_preprocessing
-from keras_bert3d.presets import PRESETS
+from keras_bert3d.presets import BACKBONE_CLASSES, PRESETS
 
 # Overrides that change only the preprocessing record the model carries.
 PREPROCESSING_KEYS = ("frame_size", "scale", "mean", "std")
-
-BACKBONES = {
-    "R2Plus1DBackbone": "keras_bert3d.backbones.r2plus1d_backbone",
-    "ResNeXt3DBackbone": "keras_bert3d.backbones.resnext3d_backbone",
-    "I3DBackbone": "keras_bert3d.backbones.i3d_backbone",
-    "SlowFastBackbone": "keras_bert3d.backbones.slowfast_backbone",
-}
-
 
 def list_models():
     """Every preset name (the reference's architecture names)."""
@@ -25,7 +16,8 @@ def list_models():
 
 
 def backbone_class(name):
-    return getattr(importlib.import_module(BACKBONES[name]), name)
+    """The registered backbone class called ``name`` (e.g. ``"R2Plus1DBackbone"``)."""
+    return BACKBONE_CLASSES[name]
 
 
 def get_preset(name):

@@ -27,6 +27,33 @@ def test_all_reference_names_are_presets():
     assert {p.stem for p in KEYS.glob("*.txt")} <= set(NAMES)
 
 
+def test_each_family_registers_its_own_presets():
+    """Presets live in backbones/<family>_presets.py and are registered with their backbone class."""
+    import importlib
+
+    from keras_bert3d import presets as registry
+    from keras_bert3d.backbones import I3DBackbone, R2Plus1DBackbone, ResNeXt3DBackbone, SlowFastBackbone
+
+    families = {"r2plus1d": R2Plus1DBackbone, "resnext3d": ResNeXt3DBackbone, "i3d": I3DBackbone,
+                "slowfast": SlowFastBackbone}
+    seen = []
+    for family, cls in families.items():
+        module = importlib.import_module(f"keras_bert3d.backbones.{family}_presets")
+        assert set(module.backbone_presets) == set(module.reference_params_51) and module.backbone_presets
+        assert {p["backbone"]["class"] for p in module.backbone_presets.values()} == {cls.__name__}
+        assert set(cls.presets) == set(module.backbone_presets)  # the class lists exactly its family
+        assert registry.BACKBONE_CLASSES[cls.__name__] is cls
+        seen += list(module.backbone_presets)
+    assert sorted(seen) == sorted(NAMES) and len(set(seen)) == len(seen)
+    one = {"rgb_r2plus1d_32f_34": PRESETS["rgb_r2plus1d_32f_34"]}
+    with pytest.raises(ValueError, match="is for R2Plus1DBackbone, not I3DBackbone"):
+        registry.register_presets(one, I3DBackbone)
+    changed = {"rgb_r2plus1d_32f_34": dict(PRESETS["rgb_r2plus1d_32f_34"], optimizer="adamw")}
+    with pytest.raises(ValueError, match="already registered with another config"):
+        registry.register_presets(changed, R2Plus1DBackbone)
+    assert PRESETS["rgb_r2plus1d_32f_34"]["optimizer"] == "sgd"  # a refused registration changes nothing
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_preset_matches_reference(name):

@@ -21,6 +21,14 @@ TINY = {"num_frames": 8, "image_size": 32, "stage_blocks": [1, 1, 1, 1], "stage_
 TIMEOUT = 600
 
 
+def write_dataset(root):
+    """2 classes x 6 videos: 8 train and 4 test videos (split 1)."""
+    from keras_bert3d.data.synthetic import write_synthetic_dataset
+
+    write_synthetic_dataset(root, num_classes=2, videos_per_class=6, num_frames=24, size=(48, 40))
+    return root
+
+
 def config(tmp_path, root, preset="rgb_r2plus1d_32f_34_bert10", model=None, data=None, train=None):
     overrides = dict(TINY, **({"num_heads": 2} if preset.endswith("bert10") else {}))
     values = {"name": "run", "output_dir": str(tmp_path / "runs"),

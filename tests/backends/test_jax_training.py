@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from harness_backends import installed
-from keras_bert3d.data.synthetic import write_synthetic_dataset
-from train_runs import TINY, check_kill_and_resume, command, config, history, keras_weights, read_json, run
+from train_runs import TINY, check_kill_and_resume, command, config, history, keras_weights, read_json, run, write_dataset
 
 pytestmark = pytest.mark.skipif(not installed("jax"), reason="jax is not installed (pip install -e '.[jax]')")
 # No randomness inside the model (dropout, key masking): the rest (clip sampling, crops, flips, order) is
@@ -17,9 +16,7 @@ DETERMINISTIC = {"dropout": 0.0, "bert_dropout": 0.0, "mask_keep_prob": 1.0}
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic_dataset(root, num_classes=2, videos_per_class=6, num_frames=24, size=(48, 40))
-    return root
+    return write_dataset(tmp_path_factory.mktemp("synthetic"))
 
 
 def test_sigkill_mid_epoch_resumes_exactly_on_jax(tmp_path, dataset):

@@ -7,17 +7,14 @@ import numpy as np
 import pytest
 import yaml
 
-from keras_bert3d.data.synthetic import write_synthetic_dataset
-from train_runs import TINY, check_kill_and_resume, command as _command, config as _config, history as _history
-from train_runs import read_json as _read_json, run as _run
+from train_runs import TINY, check_kill_and_resume, write_dataset
+from train_runs import command as _command, config as _config, history as _history, read_json as _read_json, run as _run
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """2 classes x 6 videos: 8 train and 4 test videos (split 1)."""
-    root = tmp_path_factory.mktemp("synthetic")
-    write_synthetic_dataset(root, num_classes=2, videos_per_class=6, num_frames=24, size=(48, 40))
-    return root
+    return write_dataset(tmp_path_factory.mktemp("synthetic"))
 
 
 def test_sigkill_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, dataset):

@@ -68,11 +68,13 @@ def read_json(path):
 
 
 def keras_weights(path):
-    """Every weight array of a .keras file (read from its HDF5 member, no TensorFlow needed)."""
-    with zipfile.ZipFile(path) as archive:
-        data = io.BytesIO(archive.read("model.weights.h5"))
+    """Every weight array of a .keras file (read from its HDF5 member, no TensorFlow needed), or of a
+    .weights.h5 file, by HDF5 path (both name a weight the same way)."""
+    if str(path).endswith(".keras"):
+        with zipfile.ZipFile(path) as archive:
+            path = io.BytesIO(archive.read("model.weights.h5"))
     arrays = {}
-    with h5py.File(data, "r") as f:
+    with h5py.File(path, "r") as f:
         f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
     return arrays
 

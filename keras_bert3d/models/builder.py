@@ -10,6 +10,7 @@ from keras_bert3d.presets import BACKBONE_CLASSES, PRESETS
 # Overrides that change only the preprocessing record the model carries.
 PREPROCESSING_KEYS = ("frame_size", "scale", "mean", "std")
 
+
 def list_models():
     """Every preset name (the reference's architecture names)."""
     return list(PRESETS)

@@ -58,7 +58,7 @@ def test_jax_trains_to_tensorflows_numbers(tmp_path, dataset, preset, optimizer)
     # The two backends' updates of the weights (start -> last) agree: their difference is a small part of
     # the update itself (measured 4e-4 for AdamW, 1e-2 for the SGD baseline at this learning rate). Per
     # tensor it is not: a key bias has a zero gradient (softmax ignores it), so its update is rounding noise.
-    start = keras_weights_of_h5(tmp_path / "start.weights.h5")
+    start = keras_weights(tmp_path / "start.weights.h5")
     assert set(start) == set(weights_tf)
     update = sum(float(np.sum((weights_tf[k] - start[k]) ** 2)) for k in start) ** 0.5
     difference = sum(float(np.sum((weights_jax[k] - weights_tf[k]) ** 2)) for k in start) ** 0.5
@@ -86,14 +86,4 @@ def test_mixed_bfloat16_trains_on_jax(tmp_path, dataset):
     model = keras.saving.load_model(tmp_path / "runs" / "run" / "last.keras", compile=False)
     assert (model.backbone.dtype_policy.name, model.backbone.compute_dtype) == ("mixed_bfloat16", "bfloat16")
     assert {str(w.dtype) for w in model.weights} == {"float32"}  # the weights stay float32
-
-
-def keras_weights_of_h5(path):
-    """The arrays of a .weights.h5 file by their HDF5 path (as `keras_weights` names a .keras file's)."""
-    import h5py
-
-    arrays = {}
-    with h5py.File(path, "r") as f:
-        f.visititems(lambda name, obj: arrays.__setitem__(name, obj[()]) if hasattr(obj, "shape") else None)
-    return arrays
 

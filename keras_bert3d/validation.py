@@ -44,3 +44,25 @@ def check_choice(name, value, choices):
     if value not in choices:
         raise ValueError(f"`{name}` must be one of {list(choices)}; received {name}={value!r}")
     return value
+
+
+def check_bool(name, value):
+    """``value`` must be True or False (not 0/1 or a string)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"`{name}` must be True or False; received {name}={value!r}")
+    return value
+
+
+def remat_stages(remat, num_stages):
+    """A backbone's ``remat`` as the number of its leading stages whose blocks recompute.
+
+    ``False``: none; ``True``: every stage (and the feature-reduction block); an int ``n`` in
+    ``1 .. num_stages``: the blocks of the first ``n`` stages, where the activations are largest
+    for the compute they cost to redo.
+    """
+    if isinstance(remat, bool):
+        return num_stages if remat else 0
+    if isinstance(remat, int) and 1 <= remat <= num_stages:
+        return remat
+    raise ValueError(f"`remat` must be True, False or a number of leading stages 1..{num_stages}; "
+                     f"received remat={remat!r}")

@@ -4,7 +4,7 @@ import keras
 from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.inception_module import BRANCH_NAMES, InceptionModule
 from keras_bert3d.layers.unit3d import Unit3D
-from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints
+from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints, remat_stages
 
 # The 16 end-points in order; end-point k is `features.<k>` in the reference state dict.
 ENDPOINTS = (
@@ -95,6 +95,10 @@ class I3DBackbone(Backbone):
         num_frames, image_size: static input sizes, or None for dynamic ones.
         bn_epsilon, bn_momentum: BatchNorm settings (reference eps 1e-3, PyTorch momentum
             0.01 -> Keras 0.99).
+        remat: recompute Inception modules in the backward pass instead of keeping their
+            activations (``InceptionModule(remat=True)``): less memory, more compute; same results.
+            ``True``: every module and the FR module; ``n`` (1-3): the modules of stages 1..n only
+            (Mixed_3*, Mixed_4*, Mixed_5*; the early stages keep the most activations per FLOP).
 
     ``stage_outputs`` holds every end-point by its layer name, plus ``stem``
     (maxpool3d_3a), ``stage1`` (mixed_3c), ``stage2`` (mixed_4f), ``stage3`` (mixed_5c),
@@ -103,11 +107,12 @@ class I3DBackbone(Backbone):
 
     def __init__(self, stem_filters=None, mixed_filters=None, in_channels=3, feature_reduction=None,
                  reduction_dim=512, num_frames=None, image_size=None, bn_epsilon=1e-3,
-                 bn_momentum=0.99, **kwargs):
+                 bn_momentum=0.99, remat=False, **kwargs):
         stem, mixed = _check_filters(stem_filters, mixed_filters)
         check_choice("feature_reduction", feature_reduction, FEATURE_REDUCTIONS)
         reduction_filters = reduction_branch_filters(reduction_dim)
         check_bn_args(bn_epsilon, bn_momentum)
+        recomputed_stages = remat_stages(remat, len(STAGES) - 1)
         kwargs.setdefault("name", "i3d_backbone")
         bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "dtype": kwargs.get("dtype")}
 
@@ -127,13 +132,14 @@ class I3DBackbone(Backbone):
                 layer = keras.layers.MaxPooling3D(pool, strides=strides, padding="same",
                                                   data_format="channels_last", name=name, dtype=bn["dtype"])
             else:
-                layer = InceptionModule(mixed_widths[name], name=name, **bn)
+                stage = int(name[len("mixed_")]) - 2  # mixed_3* -> stage 1 ... mixed_5* -> stage 3
+                layer = InceptionModule(mixed_widths[name], remat=stage <= recomputed_stages, name=name, **bn)
             x = layer(x)
             outputs[name] = x
         for stage, name in STAGES.items():
             outputs[stage] = outputs[name]
         if feature_reduction == "frab":
-            x = InceptionModule(reduction_filters, name="mapper", **bn)(x)
+            x = InceptionModule(reduction_filters, remat=remat is True, name="mapper", **bn)(x)
             outputs["mapper"] = x
         if feature_reduction is not None:
             outputs["reduction"] = x
@@ -143,7 +149,7 @@ class I3DBackbone(Backbone):
             "stem_filters": stem, "mixed_filters": mixed, "in_channels": in_channels,
             "feature_reduction": feature_reduction, "reduction_dim": reduction_dim,
             "num_frames": num_frames, "image_size": image_size,
-            "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum,
+            "bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "remat": remat,
         }
 
 

@@ -4,7 +4,7 @@ import keras
 from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.conv2plus1d import Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
-from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints
+from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints, remat_stages
 
 # Blocks per stage of the torchvision VideoResNet depths.
 DEPTH_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -42,8 +42,10 @@ class R2Plus1DBackbone(Backbone):
         num_frames, image_size: static input sizes (``None``: dynamic).
         bn_epsilon, bn_momentum: every BatchNorm's settings (Keras momentum convention;
             the reference: eps 1e-3, PyTorch momentum 0.9 = Keras 0.1).
-        remat: recompute every residual block in the backward pass instead of keeping its
+        remat: recompute residual blocks in the backward pass instead of keeping their
             activations (``R2Plus1DBlock(remat=True)``): less memory, more compute; same results.
+            ``True``: every block; ``n`` (1-4): the blocks of stages 1..n only (stage 1 of
+            R(2+1)D-34 keeps most of the activations for a small part of the FLOPs).
 
     ``stage_outputs``: ``"stem"``, ``"stage1"`` ... ``"stage4"``.
     """
@@ -65,6 +67,7 @@ class R2Plus1DBackbone(Backbone):
                 f"{stage_filters[-1]} channels): `feature_reduction` must be None; "
                 f"received feature_reduction={feature_reduction!r}")
         check_bn_args(bn_epsilon, bn_momentum)
+        recomputed_stages = remat_stages(remat, len(STAGE_STRIDES))
         dtype = kwargs.get("dtype")
 
         def bn(name):
@@ -96,7 +99,7 @@ class R2Plus1DBackbone(Backbone):
                 if caffe2_mid and b == 0 and k > 1:
                     conv2_mid = Conv2Plus1D.reference_mid_filters(filters, filters)
                 x = R2Plus1DBlock(filters, strides=stride if b == 0 else 1, conv2_mid_filters=conv2_mid,
-                                  bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, remat=remat,
+                                  bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, remat=k <= recomputed_stages,
                                   name=f"layer{k}_block{b}", dtype=dtype)(x)
             stage_outputs[f"stage{k}"] = x
 

@@ -3,7 +3,8 @@ import keras
 
 from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
-from keras_bert3d.validation import check_bn_args, check_choice, check_positive_int, check_positive_ints
+from keras_bert3d.validation import (check_bn_args, check_choice, check_positive_int, check_positive_ints,
+                                     remat_stages)
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 FEATURE_REDUCTIONS = (None, "frmb", "frab")
@@ -50,6 +51,10 @@ class ResNeXt3DBackbone(Backbone):
         reduction_dim: output channels of the feature-reduction block.
         num_frames, image_size: static input sizes, or None for dynamic.
         bn_epsilon, bn_momentum: BatchNorm settings (Keras momentum = 1 - PyTorch's 0.1).
+        remat: recompute residual blocks in the backward pass instead of keeping their
+            activations (``Bottleneck3D(remat=True)``): less memory, more compute; same results.
+            ``True``: every block and the feature-reduction block; ``n`` (1-4): the blocks of
+            stages 1..n only (the early stages keep the most activations per FLOP).
 
     ``stage_outputs``: ``stem``, ``stage1``..``stage4`` and, with a feature reduction,
     ``reduction`` (for FRMB the same tensor as ``stage4``; for FRAB the mapper's output).
@@ -58,7 +63,7 @@ class ResNeXt3DBackbone(Backbone):
     def __init__(self, depth=101, stage_blocks=None, stage_filters=(256, 512, 1024, 2048),
                  cardinality=32, stem_filters=64, in_channels=3, feature_reduction=None,
                  reduction_dim=512, num_frames=None, image_size=None, bn_epsilon=1e-5,
-                 bn_momentum=0.9, **kwargs):
+                 bn_momentum=0.9, remat=False, **kwargs):
         if stage_blocks is None:
             check_choice("depth", depth, tuple(STAGE_BLOCKS))
             blocks = list(STAGE_BLOCKS[depth])
@@ -75,6 +80,7 @@ class ResNeXt3DBackbone(Backbone):
                     f"group has a channel; received {name}={value!r}")
         check_choice("feature_reduction", feature_reduction, FEATURE_REDUCTIONS)
         check_bn_args(bn_epsilon, bn_momentum)
+        recomputed_stages = remat_stages(remat, len(blocks))
         kwargs.setdefault("name", "resnext3d_backbone")
         dtype = kwargs.get("dtype")
 
@@ -91,23 +97,23 @@ class ResNeXt3DBackbone(Backbone):
                                    name="stem_pool", dtype=dtype)(x)
         stage_outputs = {"stem": x}
 
-        def block(out, stride, name, projection=None):
+        def block(out, stride, name, remat, projection=None):
             return Bottleneck3D(out, mid_filters(out, cardinality), strides=stride,
                                 groups=cardinality, kernel_a=1, kernel_b=3, projection=projection,
-                                bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=name,
-                                dtype=dtype)
+                                bn_epsilon=bn_epsilon, bn_momentum=bn_momentum,
+                                remat=remat, name=name, dtype=dtype)
 
         for k, (num_blocks, out) in enumerate(zip(blocks, filters), start=1):
             for b in range(num_blocks):
                 stride = 2 if (k > 1 and b == 0) else 1
                 name = f"layer{k}_block{b}"
                 if feature_reduction == "frmb" and k == 4 and b == num_blocks - 1:
-                    x = block(reduction_dim, stride, name, projection=True)(x)
+                    x = block(reduction_dim, stride, name, k <= recomputed_stages, projection=True)(x)
                 else:
-                    x = block(out, stride, name)(x)
+                    x = block(out, stride, name, k <= recomputed_stages)(x)
             stage_outputs[f"stage{k}"] = x
         if feature_reduction == "frab":
-            x = block(reduction_dim, 1, "mapper", projection=True)(x)
+            x = block(reduction_dim, 1, "mapper", remat is True, projection=True)(x)
         if feature_reduction is not None:
             stage_outputs["reduction"] = x
 
@@ -125,6 +131,7 @@ class ResNeXt3DBackbone(Backbone):
             "image_size": image_size,
             "bn_epsilon": bn_epsilon,
             "bn_momentum": bn_momentum,
+            "remat": remat,
         }
 
 

@@ -5,7 +5,7 @@ from keras_bert3d.backbones.backbone import Backbone, clip_input
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
 from keras_bert3d.layers.temporal_subsample import TemporalSubsample
-from keras_bert3d.validation import check_choice, check_positive_int
+from keras_bert3d.validation import check_choice, check_positive_int, remat_stages
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # Per res stage s2..s5 (SLOWFAST_8x8_R50.yaml): temporal kernel of conv a, spatial stride of conv b.
@@ -35,11 +35,11 @@ def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum, dtype):
                                      name=f"{pathway}_stem_pool", dtype=dtype)(x)
 
 
-def _mapper(filters, name, bn_epsilon, bn_momentum, dtype):
+def _mapper(filters, name, remat, bn_epsilon, bn_momentum, dtype):
     """The FRMB/FRAB block: 1x1x1 -> 3x3x3 -> 1x1x1 bottleneck, in -> filters/2 -> filters."""
     return Bottleneck3D(filters, filters // 2, strides=1, groups=1, kernel_a=1, kernel_b=3,
-                        projection=True, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=name,
-                        dtype=dtype)
+                        projection=True, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, remat=remat,
+                        name=name, dtype=dtype)
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -77,12 +77,16 @@ class SlowFastBackbone(Backbone):
         reduction_dim, fast_reduction_dim: output channels of the slow / fast FR block.
         num_frames, image_size: static input sizes (None = dynamic).
         bn_epsilon, bn_momentum: BatchNorm settings (Keras momentum convention).
+        remat: recompute residual blocks in the backward pass instead of keeping their
+            activations (``Bottleneck3D(remat=True)``): less memory, more compute; same results.
+            ``True``: every block of both pathways and the FR blocks; ``n`` (1-4): the blocks of
+            res stages s2..s(n+1) only (the early stages keep the most activations per FLOP).
     """
 
     def __init__(self, depth=50, stage_blocks=None, slow_width=64, beta_inv=8, fusion_ratio=2,
                  fusion_kernel=7, slow_stride=8, fast_stride=2, in_channels=3, feature_reduction=None,
                  fusion=None, reduction_dim=512, fast_reduction_dim=128, num_frames=None,
-                 image_size=None, bn_epsilon=1e-5, bn_momentum=0.9, **kwargs):
+                 image_size=None, bn_epsilon=1e-5, bn_momentum=0.9, remat=False, **kwargs):
         check_choice("depth", depth, tuple(STAGE_BLOCKS))
         if stage_blocks is None:
             blocks = STAGE_BLOCKS[depth]
@@ -116,6 +120,7 @@ class SlowFastBackbone(Backbone):
         if feature_reduction == "frmb" and blocks[3] < 2:
             raise ValueError("feature_reduction='frmb' replaces the last s5 block and needs at least "
                              f"2 s5 blocks; received stage_blocks={stage_blocks!r}")
+        recomputed_stages = remat_stages(remat, len(blocks))
         alpha = slow_stride // fast_stride
         bn = {"bn_epsilon": bn_epsilon, "bn_momentum": bn_momentum, "dtype": kwargs.get("dtype")}
 
@@ -140,13 +145,13 @@ class SlowFastBackbone(Backbone):
                 mid = widths[pathway] * 2 ** stage
                 for b in range(blocks[stage]):
                     if stage == 3 and b == blocks[3] - 1 and reduce[pathway] and feature_reduction == "frmb":
-                        x = _mapper(mapper_dims[pathway], f"{pathway}_mapper", **bn)(x)
+                        x = _mapper(mapper_dims[pathway], f"{pathway}_mapper", stage < recomputed_stages, **bn)(x)
                         continue
                     stride = SPATIAL_STRIDES[stage] if b == 0 else 1
                     x = Bottleneck3D(mid * BOTTLENECK_EXPANSION, mid, strides=(1, stride, stride),
                                      kernel_a=(kernels[pathway][stage], 1, 1), kernel_b=(1, 3, 3),
-                                     zero_init_last_bn=True, name=f"{pathway}_res{stage + 2}_block{b}",
-                                     **bn)(x)
+                                     zero_init_last_bn=True, remat=stage < recomputed_stages,
+                                     name=f"{pathway}_res{stage + 2}_block{b}", **bn)(x)
                 stage_outputs[f"{pathway}_stage{stage + 1}"] = x
                 features[pathway] = x
             slow, fast = features["slow"], features["fast"]
@@ -154,9 +159,9 @@ class SlowFastBackbone(Backbone):
                 slow, fast = FastToSlowFusion(fusion_ratio, fusion_kernel, alpha,
                                               name=f"fast_to_slow_{stage + 2}", **bn)([slow, fast])
         if feature_reduction == "frab":
-            slow = _mapper(reduction_dim, "slow_mapper", **bn)(slow)
+            slow = _mapper(reduction_dim, "slow_mapper", remat is True, **bn)(slow)
             if reduce["fast"]:
-                fast = _mapper(fast_reduction_dim, "fast_mapper", **bn)(fast)
+                fast = _mapper(fast_reduction_dim, "fast_mapper", remat is True, **bn)(fast)
         if reduce["slow"]:
             stage_outputs["slow_reduction"] = slow
         if reduce["fast"]:
@@ -170,7 +175,7 @@ class SlowFastBackbone(Backbone):
             "in_channels": in_channels, "feature_reduction": feature_reduction, "fusion": fusion,
             "reduction_dim": reduction_dim, "fast_reduction_dim": fast_reduction_dim,
             "num_frames": num_frames, "image_size": image_size, "bn_epsilon": bn_epsilon,
-            "bn_momentum": bn_momentum,
+            "bn_momentum": bn_momentum, "remat": remat,
         }
         self.stage_blocks = blocks
 

@@ -4,7 +4,8 @@ from keras import ops
 
 from keras_bert3d import backend
 from keras_bert3d.layers.padding import conv_output_size, same_padding, symmetric_pad, triple
-from keras_bert3d.validation import check_bn_args, check_positive_int
+from keras_bert3d.layers.recompute import block_call
+from keras_bert3d.validation import check_bn_args, check_bool, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -31,11 +32,14 @@ class Bottleneck3D(keras.layers.Layer):
         projection: ``None`` (a projection when the shape changes), True or False.
         bn_epsilon, bn_momentum: BatchNorm settings (Keras momentum convention).
         zero_init_last_bn: initialise the last BN's gamma to 0 (SlowFast).
+        remat: in training, keep only the block's input for the backward pass and recompute the
+            rest there (:func:`keras_bert3d.layers.recompute.recompute`): less memory, one more
+            forward of the block per step; the results are the same.
     """
 
     def __init__(self, filters, mid_filters, strides=1, groups=1, kernel_a=1, kernel_b=3,
                  projection=None, bn_epsilon=1e-5, bn_momentum=0.9, zero_init_last_bn=False,
-                 **kwargs):
+                 remat=False, **kwargs):
         super().__init__(**kwargs)
         for arg, value in (("filters", filters), ("mid_filters", mid_filters), ("groups", groups)):
             check_positive_int(arg, value)
@@ -54,6 +58,7 @@ class Bottleneck3D(keras.layers.Layer):
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
         self.zero_init_last_bn = zero_init_last_bn
+        self.remat = check_bool("remat", remat)
 
         def conv(f, k, s=1, g=1, name=None):
             return keras.layers.Conv3D(f, k, strides=s, groups=g, padding="valid", use_bias=False,
@@ -123,6 +128,9 @@ class Bottleneck3D(keras.layers.Layer):
         return backend.per_group_conv(x, self.conv_b.kernel, self.groups, self.strides)
 
     def call(self, inputs, training=None):
+        return block_call(self, self._forward, inputs, training)
+
+    def _forward(self, inputs, training):
         x = self.conv_a(symmetric_pad(inputs, same_padding(self.kernel_a)))
         x = ops.relu(self.bn_a(x, training=training))
         x = self._grouped_conv_b(symmetric_pad(x, same_padding(self.kernel_b)))
@@ -145,5 +153,6 @@ class Bottleneck3D(keras.layers.Layer):
             "groups": self.groups, "kernel_a": list(self.kernel_a), "kernel_b": list(self.kernel_b),
             "projection": self.projection, "bn_epsilon": self.bn_epsilon,
             "bn_momentum": self.bn_momentum, "zero_init_last_bn": self.zero_init_last_bn,
+            "remat": self.remat,
         })
         return config

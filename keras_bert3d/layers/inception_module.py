@@ -2,8 +2,9 @@
 import keras
 from keras import ops
 
+from keras_bert3d.layers.recompute import block_call
 from keras_bert3d.layers.unit3d import Unit3D
-from keras_bert3d.validation import check_bn_args, check_positive_ints
+from keras_bert3d.validation import check_bn_args, check_bool, check_positive_ints
 
 # Sublayer names in branch_filters order; they match the reference keys `<prefix>.b0.conv3d.weight` ...
 # (`b3a`, the branch-3 max-pool, has no weights).
@@ -33,11 +34,14 @@ class InceptionModule(keras.layers.Layer):
     Args:
         branch_filters: the six widths ``[b0, b1a, b1b, b2a, b2b, b3b]``.
         bn_epsilon, bn_momentum: BatchNorm settings of every unit (Keras momentum convention).
+        remat: in training, keep only the module's input for the backward pass and recompute the
+            branches there (:func:`keras_bert3d.layers.recompute.recompute`): less memory, one more
+            forward of the module per step; the results are the same.
 
     Input ``(B, T, H, W, C)``; output ``(B, T, H, W, sum of the four branch outputs)``.
     """
 
-    def __init__(self, branch_filters, bn_epsilon=1e-3, bn_momentum=0.99, **kwargs):
+    def __init__(self, branch_filters, bn_epsilon=1e-3, bn_momentum=0.99, remat=False, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(branch_filters, (list, tuple)) or len(branch_filters) != len(BRANCH_NAMES):
             raise ValueError("`branch_filters` must be 6 ints [b0, b1a, b1b, b2a, b2b, b3b]; "
@@ -47,6 +51,7 @@ class InceptionModule(keras.layers.Layer):
         self.branch_filters = [int(f) for f in branch_filters]
         self.bn_epsilon = bn_epsilon
         self.bn_momentum = bn_momentum
+        self.remat = check_bool("remat", remat)
 
         for name, filters, kernel in zip(BRANCH_NAMES, self.branch_filters, BRANCH_KERNELS):
             unit = Unit3D(filters, kernel, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=name,
@@ -72,6 +77,9 @@ class InceptionModule(keras.layers.Layer):
         self.b3b.build(input_shape)
 
     def call(self, inputs, training=None):
+        return block_call(self, self._forward, inputs, training)
+
+    def _forward(self, inputs, training):
         b0 = self.b0(inputs, training=training)
         b1 = self.b1b(self.b1a(inputs, training=training), training=training)
         b2 = self.b2b(self.b2a(inputs, training=training), training=training)
@@ -85,6 +93,6 @@ class InceptionModule(keras.layers.Layer):
         config = super().get_config()
         config.update({
             "branch_filters": list(self.branch_filters),
-            "bn_epsilon": self.bn_epsilon, "bn_momentum": self.bn_momentum,
+            "bn_epsilon": self.bn_epsilon, "bn_momentum": self.bn_momentum, "remat": self.remat,
         })
         return config

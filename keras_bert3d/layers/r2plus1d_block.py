@@ -4,8 +4,8 @@ from keras import ops
 
 from keras_bert3d.layers.conv2plus1d import KERNEL_SIZE, Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.padding import conv_output_size, triple
-from keras_bert3d.layers.recompute import recompute
-from keras_bert3d.validation import check_bn_args, check_positive_int
+from keras_bert3d.layers.recompute import block_call
+from keras_bert3d.validation import check_bn_args, check_bool, check_positive_int
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -42,9 +42,7 @@ class R2Plus1DBlock(keras.layers.Layer):
         if any(s < 1 for s in strides):
             raise ValueError(f"`strides` must be positive; received strides={strides!r}")
         check_bn_args(bn_epsilon, bn_momentum)
-        if not isinstance(remat, bool):
-            raise ValueError(f"`remat` must be True or False; received remat={remat!r}")
-        self.remat = remat
+        self.remat = check_bool("remat", remat)
         self.filters = filters
         self.strides = strides
         self.mid_filters = mid_filters
@@ -88,9 +86,7 @@ class R2Plus1DBlock(keras.layers.Layer):
             self.downsample_bn.build(out_shape)
 
     def call(self, inputs, training=None):
-        if self.remat and training:
-            return recompute(self, lambda x: self._forward(x, training), inputs)
-        return self._forward(inputs, training)
+        return block_call(self, self._forward, inputs, training)
 
     def _forward(self, inputs, training):
         x = ops.relu(self.bn1(self.conv1(inputs, training=training), training=training))

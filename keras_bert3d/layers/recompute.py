@@ -22,6 +22,14 @@ import keras
 from keras import ops
 
 
+def block_call(layer, forward, inputs, training):
+    """A residual block's ``call``: ``forward(inputs, training)``, recomputed in the backward pass
+    when ``layer.remat`` is on and the call trains (inference and symbolic calls run it plainly)."""
+    if layer.remat and training:
+        return recompute(layer, lambda x: forward(x, training), inputs)
+    return forward(inputs, training)
+
+
 def recompute(layer, forward, *inputs):
     """``forward(*inputs)``, with its intermediate activations recomputed in the backward pass.
 

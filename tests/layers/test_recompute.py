@@ -6,22 +6,45 @@ import tensorflow as tf
 
 from harness import random_clip
 from keras_bert3d.backbones.r2plus1d_backbone import R2Plus1DBackbone
+from keras_bert3d.layers.bottleneck3d import Bottleneck3D
+from keras_bert3d.layers.inception_module import InceptionModule
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
 from keras_bert3d.layers.recompute import recompute
+from keras_bert3d.models.builder import build_model
+from models.tiny_presets import tiny_overrides
 
 TINY = dict(stage_blocks=[1, 1, 1, 1], stage_filters=(4, 8, 8, 8), stem_filters=(3, 4), num_frames=8,
             image_size=32)
 
 
-def twin_blocks(x, **kwargs):
+# Every block kind with a `remat` switch, as (make(remat) -> layer, input channels): the residual
+# blocks of R(2+1)D (identity, projection), ResNeXt (grouped, strided), SlowFast (temporal conv_a,
+# spatial conv_b) and the FR block, and I3D's Inception module.
+BLOCKS = {
+    "r2plus1d-identity": (lambda remat: R2Plus1DBlock(4, remat=remat), 4),
+    "r2plus1d-projection": (lambda remat: R2Plus1DBlock(6, strides=2, remat=remat), 4),
+    "bottleneck-grouped": (lambda remat: Bottleneck3D(8, 4, strides=2, groups=2, remat=remat), 4),
+    "bottleneck-slowfast": (lambda remat: Bottleneck3D(8, 4, kernel_a=(3, 1, 1), kernel_b=(1, 3, 3),
+                                                       zero_init_last_bn=True, remat=remat), 8),
+    "bottleneck-fr": (lambda remat: Bottleneck3D(6, 3, projection=True, remat=remat), 8),
+    "inception": (lambda remat: InceptionModule([2, 2, 4, 2, 2, 2], remat=remat), 4),
+}
+
+
+def twin_blocks(kind, x):
     """The same block (same weights and statistics) without and with recompute."""
-    plain, remat = R2Plus1DBlock(remat=False, **kwargs), R2Plus1DBlock(remat=True, **kwargs)
+    make = BLOCKS[kind][0]
+    plain, remat = make(False), make(True)
     plain.build(x.shape)
     remat.build(x.shape)
     rng = np.random.default_rng(4)
     plain.set_weights([w + rng.normal(0, 0.1, w.shape).astype("float32") for w in plain.get_weights()])
     remat.set_weights(plain.get_weights())
     return plain, remat
+
+
+def block_input(kind, seed=1, size=8):
+    return random_clip(2, 4, size, channels=BLOCKS[kind][1], seed=seed)
 
 
 def step(layer, x, graph):
@@ -55,10 +78,10 @@ def kept_for_backward(layer, x):
 
 
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "tf.function"])
-@pytest.mark.parametrize("kwargs", [dict(filters=4), dict(filters=6, strides=2)], ids=["identity", "projection"])
-def test_exact_same_outputs_gradients_and_statistics(graph, kwargs):
-    x = random_clip(2, 4, 8, channels=4, seed=1)
-    plain, remat = twin_blocks(x, **kwargs)
+@pytest.mark.parametrize("kind", list(BLOCKS))
+def test_exact_same_outputs_gradients_and_statistics(graph, kind):
+    x = block_input(kind)
+    plain, remat = twin_blocks(kind, x)
     before = [np.asarray(v) for v in plain.non_trainable_variables]
     expected, actual = step(plain, x, graph), step(remat, x, graph)
     assert len(actual) == 2 + len(remat.trainable_variables)
@@ -73,9 +96,10 @@ def test_exact_same_outputs_gradients_and_statistics(graph, kwargs):
         np.testing.assert_array_equal(r, p)
 
 
-def test_recompute_keeps_less_for_backward():
-    x = random_clip(2, 4, 16, channels=8, seed=2)
-    plain, remat = twin_blocks(x, filters=8)
+@pytest.mark.parametrize("kind", ["r2plus1d-identity", "bottleneck-slowfast", "inception"])
+def test_recompute_keeps_less_for_backward(kind):
+    x = block_input(kind, seed=2, size=16)
+    plain, remat = twin_blocks(kind, x)
     with_remat, without = kept_for_backward(remat, x), kept_for_backward(plain, x)
     # Without recompute: every conv output and ReLU output, several times the input (the input
     # itself, a placeholder here, is not counted); with it: nothing but the input.
@@ -83,12 +107,15 @@ def test_recompute_keeps_less_for_backward():
     assert with_remat < 0.1 * without, (with_remat, without)
 
 
-def test_inference_and_symbolic_calls_skip_recompute():
-    x = random_clip(1, 4, 8, channels=4, seed=3)
-    plain, remat = twin_blocks(x, filters=4)
+@pytest.mark.parametrize("kind", list(BLOCKS))
+def test_inference_and_symbolic_calls_skip_recompute(kind):
+    x = block_input(kind, seed=3)
+    plain, remat = twin_blocks(kind, x)
     np.testing.assert_array_equal(np.asarray(remat(x, training=False)), np.asarray(plain(x, training=False)))
     y = remat(keras.Input(x.shape[1:]))
     assert tuple(y.shape[1:]) == tuple(plain.compute_output_shape(x.shape)[1:])
+    revived = remat.__class__.from_config(remat.get_config())
+    assert revived.remat is True and revived.get_config() == remat.get_config()
 
 
 def test_recompute_refuses_a_forward_that_assigns_differently():
@@ -109,30 +136,76 @@ def test_recompute_refuses_a_forward_that_assigns_differently():
         tape.gradient(y, xt)
 
 
-def test_backbone_switch_fit_step_is_exact_and_round_trips():
-    """One ``model.fit`` step of a tiny backbone + head: the same loss and the same weights after it."""
-    x = random_clip(2, 8, 32, seed=5)
-    y = np.array([0, 1])
+# One preset per backbone family, with its FR block where the family has one.
+FAMILY_PRESETS = ["rgb_r2plus1d_32f_34_bert10", "rgb_resneXt3D64f101_bert10_FRAB", "rgb_I3D64f_bert2_FRAB",
+                  "rgb_slowfast64f_50_bert10_FRMB_early"]
+
+
+def recomputing_blocks(model):
+    backbone = model.backbone
+    return sorted(layer.name for layer in backbone.layers if getattr(layer, "remat", False))
+
+
+@pytest.mark.parametrize("preset", FAMILY_PRESETS)
+def test_backbone_switch_fit_step_is_exact_and_round_trips(preset):
+    """One ``model.fit`` step of a tiny model of each family: the same loss and the same weights after it."""
     results = []
     for remat in (False, True):
         keras.utils.set_random_seed(0)
-        backbone = R2Plus1DBackbone(remat=remat, **TINY)
-        model = keras.Sequential([backbone, keras.layers.GlobalAveragePooling3D(), keras.layers.Dense(2)])
+        model = build_model(preset, 2, remat=remat, **tiny_overrides(preset))
+        prep = model.preprocessing
+        x = random_clip(2, prep["num_frames"], prep["crop_size"], seed=5)
         model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(
             from_logits=True))
-        history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False)
+        history = model.fit(x, np.array([0, 1]), batch_size=2, epochs=1, verbose=0, shuffle=False)
         results.append((history.history["loss"][0], [np.asarray(w) for w in model.weights]))
-        assert backbone.get_layer("layer1_block0").remat is remat
-        assert R2Plus1DBackbone.from_config(backbone.get_config()).get_config() == backbone.get_config()
+        blocks = recomputing_blocks(model)
+        if remat:  # every residual block / Inception module, the FR blocks included
+            assert blocks and all(n.startswith(("layer", "mixed", "mapper", "slow_", "fast_")) for n in blocks)
+            assert ("r2plus1d" in preset) != any("mapper" in n for n in blocks)  # R(2+1)D has no FR block
+        else:
+            assert blocks == []
+        config = model.backbone.get_config()
+        assert config["remat"] is remat
+        assert model.backbone.__class__.from_config(config).get_config() == config
     (loss_off, weights_off), (loss_on, weights_on) = results
     assert loss_on == loss_off
     for w_off, w_on in zip(weights_off, weights_on):
         np.testing.assert_array_equal(w_on, w_off)
 
 
-def test_remat_must_be_a_bool():
-    with pytest.raises(ValueError, match="remat='yes'"):
-        R2Plus1DBlock(4, remat="yes")
+@pytest.mark.parametrize("preset, stages, stage_one, appended_fr", [
+    ("rgb_r2plus1d_32f_34_bert10", 4, ["layer1_block0"], set()),
+    ("rgb_resneXt3D64f101_bert10_FRAB", 4, ["layer1_block0"], {"mapper"}),
+    ("rgb_I3D64f_bert2_FRAB", 3, ["mixed_3b", "mixed_3c"], {"mapper"}),
+    # FRMB: the FR blocks replace the last s5 blocks, so they belong to stage 4.
+    ("rgb_slowfast64f_50_bert10_FRMB_early", 4, ["fast_res2_block0", "slow_res2_block0"], set()),
+])
+def test_remat_n_recomputes_the_first_n_stages_only(preset, stages, stage_one, appended_fr):
+    def blocks(remat):
+        return recomputing_blocks(build_model(preset, 2, remat=remat, **tiny_overrides(preset)))
+
+    assert blocks(1) == stage_one
+    every, all_stages = set(blocks(True)), set(blocks(stages))
+    # True = every stage and an FR block appended after them (FRAB); n = stages: the stages' blocks only.
+    assert every - all_stages == appended_fr and all_stages <= every
+    if "FRMB" in preset:
+        assert {"slow_mapper", "fast_mapper"} <= all_stages
+    with pytest.raises(ValueError, match=f"1..{stages}"):
+        blocks(stages + 1)
+
+
+@pytest.mark.parametrize("remat", ["yes", 0, 5, -1, 1.0])
+def test_backbone_remat_must_be_a_bool_or_a_stage_count(remat):
+    with pytest.raises(ValueError, match=f"remat={remat!r}"):
+        R2Plus1DBackbone(remat=remat, **TINY)
+
+
+def test_block_remat_must_be_a_bool():
+    for make in (lambda: R2Plus1DBlock(4, remat="yes"), lambda: Bottleneck3D(4, 2, remat=1),
+                 lambda: InceptionModule([1] * 6, remat=None)):
+        with pytest.raises(ValueError, match="`remat` must be True or False"):
+            make()
 
 
 JAX_CHECK = r'''

@@ -14,10 +14,14 @@ import subprocess
 import sys
 import time
 
-MODELS = {  # preset, overrides: moderate widths, 16 frames at 112x112 (I3D, SlowFast: 64x64)
+# preset, overrides: full widths, fewer blocks and frames, 112x112 frames. Not 64x64: there TensorFlow's CPU
+# kernel for the filter gradient of I3D's and SlowFast's 7x7x7 / 5x7x7 stride-2 stem convolutions is
+# pathological (17.6 s for one clip of 16x64x64 against 0.88 s at 32x112x112 and 0.04 s forward), which no
+# full-size preset meets (BENCHMARKS.md, "Backends").
+MODELS = {
     "r2plus1d": ("rgb_r2plus1d_32f_34_bert10", dict(num_frames=16, image_size=112, stage_blocks=[1, 1, 1, 1])),
-    "i3d": ("rgb_I3D64f_bert2", dict(num_frames=16, image_size=64)),
-    "slowfast": ("rgb_slowfast64f_50_bert10_FRAB_late", dict(num_frames=32, image_size=64,
+    "i3d": ("rgb_I3D64f_bert2", dict(num_frames=16, image_size=112)),
+    "slowfast": ("rgb_slowfast64f_50_bert10_FRAB_late", dict(num_frames=32, image_size=112,
                                                             stage_blocks=[1, 1, 1, 1])),
 }
 BACKENDS = ("tensorflow", "jax", "torch")

@@ -12,7 +12,7 @@ A watchdog polls the child's resident memory and kills it past ``--max-rss-gb`` 
 configuration that does not fit cannot take the shared machine down. On a GPU the child also reports the
 device's peak (``tf.config.experimental.get_memory_info``).
 
-The child builds the model, compiles it as ``keras_bert3d.training.recipe`` does, and calls ``model.fit`` on
+The child builds the model, compiles it as ``keras_bert3d.models.recipe`` does, and calls ``model.fit`` on
 a repeated in-memory batch of random clips (no tf.data prefetch buffer, no decoding: bench_data.py measures
 those). The first ``--warmup`` steps (tracing) are not timed. Per variant and precision the memory table
 fits ``peak = baseline + slope x batch`` (least squares over the batch sizes): the baseline is the process,
@@ -44,9 +44,12 @@ GIB = 2 ** 30
 
 def _import_recipe():
     try:
-        from keras_bert3d.training import recipe
-    except ImportError:  # a checkout from before the recipe moved into the package
-        from training import recipe
+        from keras_bert3d.models import recipe
+    except ImportError:  # a checkout from before the recipe moved to the models (or into the package)
+        try:
+            from keras_bert3d.training import recipe
+        except ImportError:
+            from training import recipe
     return recipe
 
 

@@ -12,7 +12,7 @@ from keras_bert3d.models.builder import build_model, get_preset, list_models
 from keras_bert3d.models.video_classifier import VideoClassifier
 from keras_bert3d.models.video_preprocessor import VideoPreprocessor
 from keras_bert3d.serving.timeline import predict_timeline
-from keras_bert3d.training.recipe import ReferenceSGD
+from keras_bert3d.optimizers import ReferenceSGD
 
 __all__ = [
     "Backbone", "I3DBackbone", "R2Plus1DBackbone", "ResNeXt3DBackbone", "SlowFastBackbone",

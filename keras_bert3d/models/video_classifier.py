@@ -209,11 +209,11 @@ class VideoClassifier(keras.Model):
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """``keras.Model.compile`` with the reference recipe for every ``"auto"`` (as keras-hub's tasks):
         the optimizer of `recipe` (AdamW lr 1e-5, weight decay 1e-3, or the reference SGD lr 1e-2, momentum and
-        dampening 0.9; ``keras_bert3d.training.recipe``; no gradient accumulation, which the training config
+        dampening 0.9; ``keras_bert3d.models.recipe``; no gradient accumulation, which the training config
         sets), sparse cross-entropy on the logits, and the
         ``top1``/``top5`` accuracies. Anything given explicitly wins."""
         if "auto" in (optimizer, loss, metrics):
-            from keras_bert3d.training import recipe  # the recipe lives with the training code
+            from keras_bert3d.models import recipe
 
             if optimizer == "auto":
                 optimizer = recipe.make_optimizer(self.recipe, self, gradient_accumulation_steps=1)

@@ -5,7 +5,7 @@
 - `AtomicBestCheckpoint`: the best val top-1 model (``>=`` as the reference), saved atomically.
 - `HistoryCSV`: every epoch's logs and learning rate, rewritten atomically after each epoch.
 - `EpochAccumulationReset`: drops a partial gradient accumulation at each epoch start, as the reference zeroes
-  its gradients there (see `keras_bert3d.training.recipe`).
+  its gradients there (see `keras_bert3d.models.recipe`).
 - `TrainingBackup`: makes a killed run resume at the step where its last backup was taken, with the same
   result as an uninterrupted run; it saves and restores the state of the `StatefulCallback` s above.
 - `RunFolderCallbacks`: the callbacks that keep a run folder (TensorBoard ``logs/``, ``history.csv``, the

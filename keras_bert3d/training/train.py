@@ -99,7 +99,7 @@ def _check_resume(run_dir, config):
 
 def _resolve(config, num_classes):
     """The config as run: the class count, the optimiser and learning rate filled in."""
-    from keras_bert3d.training import recipe
+    from keras_bert3d.models import recipe
 
     config = validate_config(config)
     config["model"]["num_classes"] = num_classes
@@ -166,7 +166,7 @@ def _initial_model(config):
 
 
 def _make_optimizer(config, model):
-    from keras_bert3d.training import recipe
+    from keras_bert3d.models import recipe
 
     tc = config["train"]
     return recipe.make_optimizer(tc["optimizer"], model, tc["learning_rate"], tc["weight_decay"],
@@ -186,7 +186,7 @@ def _train(config, run_dir, strategy):
 
     from keras_bert3d.data.bad_videos import BadVideoReport
     from keras_bert3d.training import callbacks as cb
-    from keras_bert3d.training import recipe
+    from keras_bert3d.models import recipe
 
     train_index, val_index, config = _indexes(config)
     data, tc, verbose = config["data"], config["train"], config["train"]["verbose"]
@@ -255,7 +255,8 @@ def _train_custom_loop(config, run_dir, strategy):
     ``multi_worker`` (model.fit fails under MultiWorkerMirroredStrategy, keras-team/keras#20585) and
     ``mirrored`` with gradient accumulation (Keras' optimizer accumulates inside a cond, where
     MirroredStrategy's merge_call is not allowed). Each input pipeline reads its own slice of the videos."""
-    from keras_bert3d.training import distributed, recipe
+    from keras_bert3d.models import recipe
+    from keras_bert3d.training import distributed
 
     train_index, val_index, config = _indexes(config)
     data, tc = config["data"], config["train"]

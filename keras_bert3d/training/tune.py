@@ -5,7 +5,7 @@
     bert3d tune CONFIG --tuner bayesian --only learning_rate,weight_decay --max-trials 10
 
 Each trial builds the config's model (its preset and overrides, or its VideoClassifier config) with the
-trial's values, compiles it with the training recipe (keras_bert3d.training.recipe: AdamW or the reference SGD,
+trial's values, compiles it with the training recipe (keras_bert3d.models.recipe: AdamW or the reference SGD,
 cross-entropy, top-1/top-5) and fits it on the config's train subset, validating on its val subset; the
 objective is the best epoch's validation top-1 (``--objective``). The search space
 (keras_bert3d.training.search_space ``SEARCH_SPACE``;
@@ -75,7 +75,7 @@ def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counte
         def build(self, hp):
             import keras
 
-            from keras_bert3d.training import recipe
+            from keras_bert3d.models import recipe
             from keras_bert3d.training.train import build_classifier, load_starting_weights
 
             values = {name: define(hp, name, spec) for name, spec in space.items()}

@@ -107,7 +107,7 @@ def test_run_folders_of_the_old_package_name_keep_loading(tmp_path):
     import keras
     import numpy as np
 
-    from keras_bert3d.training import recipe
+    from keras_bert3d.models import recipe
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(3)(inputs))

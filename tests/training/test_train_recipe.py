@@ -1,4 +1,4 @@
-"""training/recipe.py (the reference optimisers) and training/callbacks.py (the plateau schedule, atomic
+"""models/recipe.py and optimizers/ (the reference optimisers) and training/callbacks.py (the plateau schedule, atomic
 checkpoints and the backup)."""
 import json
 import os
@@ -9,7 +9,7 @@ import pytest
 
 from keras_bert3d.models.builder import build_model
 from keras_bert3d.training import callbacks as cb
-from keras_bert3d.training import recipe
+from keras_bert3d.models import recipe
 
 TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
             stem_filters=[6, 8], num_heads=2)

@@ -21,7 +21,7 @@ import numpy as np
 
 from keras_bert3d.data.jpeg_frames import video_chunks
 from keras_bert3d.data.parallel import ordered_map
-from keras_bert3d.data.progress import Progress
+from keras_bert3d.progress import Progress
 
 DEFAULT_BOUND = 20.0
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp")

@@ -26,7 +26,7 @@ import numpy as np
 
 from keras_bert3d.data.jpeg_frames import decode_jpeg, encode_jpeg, resize_bilinear, video_chunks
 from keras_bert3d.data.parallel import ordered_map
-from keras_bert3d.data.progress import Progress
+from keras_bert3d.progress import Progress
 
 FEATURE_LISTS = {"rgb": ("frames",), "flow": ("flow_x", "flow_y")}
 TARGET_SHARD_BYTES = 150 * 2**20  # ~100-200 MB per shard when num_shards is None

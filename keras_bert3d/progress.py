@@ -1,4 +1,4 @@
-"""A progress bar for the long data jobs (`bert3d to-tfrecord`, `bert3d flow`).
+"""The one progress bar of the long-running jobs (`bert3d to-tfrecord`, `bert3d flow`, `bert3d evaluate`, the timeline).
 
 Uses tqdm when it is installed (it is not a dependency); otherwise a one-line counter
 rewritten in place on stderr, at most a few times per second.

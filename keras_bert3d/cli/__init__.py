@@ -7,6 +7,8 @@ import argparse
 import os
 import sys
 
+from keras_bert3d.cli import quiet_start
+
 # name -> (module, help, needs the models): a command that loads or builds models first imports the public API
 # (keras_bert3d.api), which registers every serializable class with Keras.
 COMMANDS = {
@@ -32,6 +34,8 @@ COMMANDS = {
 
 def _top_parser():
     parser = argparse.ArgumentParser(prog="bert3d", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's C++ start-up logging (also BERT3D_VERBOSE=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text, _) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -51,8 +55,12 @@ def command_parser(name):
 def parse(argv):
     """``(command, namespace)`` for a command line without the program name (`bert3d --help` exits here).
 
-    Options and positionals may be intermixed (``bert3d evaluate RUN --clips 3 data.root=/data``)."""
+    Options and positionals may be intermixed (``bert3d evaluate RUN --clips 3 data.root=/data``).
+    ``bert3d --verbose COMMAND ...`` shows TensorFlow's start-up logging (`quiet_start`)."""
     argv = list(argv)
+    if argv[:1] == ["--verbose"]:
+        os.environ[quiet_start.VERBOSE_ENV] = "1"
+        argv = argv[1:]
     if not argv or argv[0] not in COMMANDS:
         _top_parser().parse_args(argv)  # prints the help or the error, and exits
     return argv[0], command_parser(argv[0]).parse_intermixed_args(argv[1:])
@@ -76,6 +84,7 @@ def main(argv=None):
     name, args = parse(sys.argv[1:] if argv is None else argv)
     module, _, needs_models = COMMANDS[name]
     try:
+        quiet_start.import_quietly("tensorflow")
         if needs_models:
             importlib.import_module("keras_bert3d.api")
         return importlib.import_module(module).run(args) or 0

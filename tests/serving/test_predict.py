@@ -11,6 +11,7 @@ from keras_bert3d.cli import predict
 from keras_bert3d.data import sampling
 from keras_bert3d.data.synthetic import write_synthetic_dataset, write_video
 from keras_bert3d.models.builder import build_model
+from keras_bert3d.serving.attention import draw_explanation
 from keras_bert3d.serving.export import export_saved_model
 
 TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -141,8 +142,8 @@ def test_draw_explanation_with_two_berts(tmp_path):
     rng = np.random.default_rng(0)
     attention = {"bert_slow": rng.dirichlet(np.ones(9))[1:], "bert_fast": rng.dirichlet(np.ones(33))[1:]}
     one, two = tmp_path / "one.png", tmp_path / "two.png"
-    predict.draw_explanation(frames, {"bert_slow": attention["bert_slow"]}, "one", one, np.arange(100, 164))
-    predict.draw_explanation(frames, attention, "two", two, np.arange(100, 164))
+    draw_explanation(frames, {"bert_slow": attention["bert_slow"]}, "one", one, np.arange(100, 164))
+    draw_explanation(frames, attention, "two", two, np.arange(100, 164))
     small, large = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (one, two))
     assert large.shape[0] > small.shape[0] and large.shape[1] == small.shape[1]  # one more chart row
     blue = (large[..., 2] > 200) & (large[..., 0] < 60) & (large[..., 1] < 60)

@@ -167,7 +167,8 @@ def test_aggregate_logits_equals_mean_log_probabilities():
     logits = np.random.default_rng(1).normal(0, 3, size=(4, 7))
     expected = video_client.softmax(logits.mean(axis=0))
     np.testing.assert_allclose(video_client.aggregate(logits, "logits"), expected, atol=1e-12)
-    np.testing.assert_allclose(video_client.aggregate(video_client.softmax(logits), "probabilities"), expected, atol=1e-9)
+    probabilities = video_client.softmax(logits)
+    np.testing.assert_allclose(video_client.aggregate(probabilities, "probabilities"), expected, atol=1e-9)
     mean_p = video_client.aggregate(logits, "logits", method="probabilities")
     np.testing.assert_allclose(mean_p, video_client.softmax(logits).mean(axis=0), atol=1e-12)
     assert not np.allclose(mean_p, expected, atol=1e-3)  # the two rules differ: the choice matters
@@ -195,6 +196,8 @@ def test_rest_request_bodies():
         RestClient("http://h:1", "m", 4, request_format="rows")
     with pytest.raises(ValueError, match="ftp://h"):
         RestClient("ftp://h", "m", 4)
+    with pytest.raises(ValueError, match="give a version or a label, not both"):
+        RestClient("http://h:1", "m", 4, version=1, label="stable")
     with pytest.raises(ServingError, match="not found"):
         client.parse_response(b'{"error": "Servable not found"}')
 

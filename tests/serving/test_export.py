@@ -234,16 +234,6 @@ def test_versions_and_argument_errors(tiny, tmp_path):
     assert model_files.next_version(base) == 2  # nothing was written
 
 
-def test_read_class_names(tmp_path):
-    (tmp_path / "names.txt").write_text("Apply Eye Makeup\n\nArchery\r\n")
-    (tmp_path / "names.json").write_text(json.dumps(["a", "b"]))
-    (tmp_path / "bad.json").write_text(json.dumps({"a": 1}))
-    assert model_files.read_class_names(str(tmp_path / "names.txt")) == ["Apply Eye Makeup", "Archery"]
-    assert model_files.read_class_names(str(tmp_path / "names.json")) == ["a", "b"]
-    with pytest.raises(ValueError, match="JSON list of strings"):
-        model_files.read_class_names(str(tmp_path / "bad.json"))
-
-
 def _tiny_functional(layer, channels=3, frames=4, size=8):
     inputs = keras.Input((frames, size, size, channels))
     x = keras.layers.GlobalAveragePooling3D()(layer(inputs))

@@ -11,7 +11,7 @@ from keras_bert3d.cli import predict
 from keras_bert3d.data import sampling
 from keras_bert3d.data.synthetic import write_synthetic_dataset, write_video
 from keras_bert3d.models.builder import build_model
-from keras_bert3d.serving.attention import draw_explanation
+from keras_bert3d.serving.attention import cls_attention, draw_explanation
 from keras_bert3d.serving.export import export_saved_model
 
 TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -131,6 +131,14 @@ def test_flow_models_are_refused():
     with pytest.raises(ValueError, match="flow model"):
         predict._check_rgb(client, "flow_I3D64f.keras")
     predict._check_rgb(types.SimpleNamespace(preprocessing={}), "http://served")  # servers: not known, allowed
+
+
+def test_cls_attention_is_row_zero_averaged_over_heads():
+    scores = np.random.default_rng(1).dirichlet(np.ones(5), size=(2, 3, 5))  # (batch, heads, N + 1, N + 1)
+    rows = cls_attention(scores)
+    assert rows.shape == (2, 5)
+    np.testing.assert_allclose(rows[1], (scores[1, 0, 0] + scores[1, 1, 0] + scores[1, 2, 0]) / 3, atol=1e-12)
+    np.testing.assert_allclose(rows.sum(axis=1), 1, atol=1e-12)  # still one distribution over the keys
 
 
 def test_draw_explanation_with_two_berts(tmp_path):

@@ -1,7 +1,8 @@
 """Serving: a trained model exported for TF Serving and the clients that classify videos with it.
 
 Its layer: serving imports `keras_bert3d.data` (decoding, clip sampling), `keras_bert3d.models` (the
-preprocessing rules, the classifier), `keras_bert3d.progress` and `keras_bert3d.validation`; it is imported by
+preprocessing rules, the classifier; with the layers, backbones and optimizers a ``.keras`` file names),
+`keras_bert3d.backend`, `keras_bert3d.progress` and `keras_bert3d.validation`; it is imported by
 `keras_bert3d.training` and `keras_bert3d.cli`, never the other way round, and it prints nothing (the CLI does).
 
 From the bottom up:

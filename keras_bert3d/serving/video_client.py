@@ -23,7 +23,6 @@ import typing
 import numpy as np
 
 from keras_bert3d.data import sampling
-from keras_bert3d.data.sampling import parse_clips
 from keras_bert3d.data.video_reader import probe, read_frames
 from keras_bert3d.progress import Progress
 from keras_bert3d.serving.signatures import SCORE_KINDS
@@ -62,7 +61,7 @@ def sample_clips(path, clip_len, clips="cover", stride=1):
     """Probes ``path`` and returns ``(num_frames, indices (K, clip_len))``; raises `VideoDecodeError`
     (its message names the file) when the video will not decode."""
     info = probe(path)
-    return info.num_frames, sampling.eval_clips(info.num_frames, clip_len, parse_clips(clips), stride)
+    return info.num_frames, sampling.eval_clips(info.num_frames, clip_len, sampling.parse_clips(clips), stride)
 
 
 def resize_frames(frames, frame_size):

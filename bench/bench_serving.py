@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_bert3d.models.builder import build_model  # noqa: E402
-from keras_bert3d.serving.export import NORMALIZED_SIGNATURE, SERVING_SIGNATURE, export_saved_model  # noqa: E402
+from keras_bert3d.serving.export import export_saved_model  # noqa: E402
+from keras_bert3d.serving.signatures import NORMALIZED_SIGNATURE, SERVING_SIGNATURE  # noqa: E402
 
 NUM_CLASSES = 51
 PATHS = ("keras", NORMALIZED_SIGNATURE, SERVING_SIGNATURE)

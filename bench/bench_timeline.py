@@ -59,7 +59,7 @@ def main(argv=None):
         total = time.perf_counter() - start
         windows = len(timeline.windows)
         start = time.perf_counter()
-        frames = tl._resized(stream_frames(video), model.preprocessing["frame_size"])
+        frames = tl.resized_stream(stream_frames(video), model.preprocessing["frame_size"])
         assert sum(1 for _ in tl.sliding_windows(frames, length, timeline.stride, timeline.fps, [])) == windows
         decode = time.perf_counter() - start
         start = time.perf_counter()

@@ -10,11 +10,12 @@ import time
 class Progress:
     """``with Progress(total, "flow") as bar: bar.update(1)``; ``enabled=False`` prints nothing."""
 
-    def __init__(self, total, description, enabled=True, stream=None, min_interval=0.5):
+    def __init__(self, total, description, enabled=True, stream=None, min_interval=0.5, unit="video"):
         if total < 0:
             raise ValueError(f"total must be >= 0; received {total}")
         self.total = int(total)
         self.description = description
+        self.unit = unit
         self.enabled = bool(enabled)
         self.stream = stream or sys.stderr
         self.min_interval = min_interval
@@ -28,7 +29,7 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self._tqdm = tqdm(total=self.total, desc=description, unit="video", file=self.stream)
+                self._tqdm = tqdm(total=self.total, desc=description, unit=unit, file=self.stream)
 
     def update(self, n=1, postfix=None):
         self.count += n
@@ -50,7 +51,7 @@ class Progress:
         left = (self.total - self.count) / rate if rate > 0 else float("nan")
         percent = 100.0 * self.count / self.total if self.total else 100.0
         line = (f"{self.description}: {self.count}/{self.total} ({percent:.0f}%) "
-                f"{rate:.2f} video/s, {elapsed:.0f}s elapsed, ~{left:.0f}s left")
+                f"{rate:.2f} {self.unit}/s, {elapsed:.0f}s elapsed, ~{left:.0f}s left")
         if postfix:
             line += f" [{postfix}]"
         self.stream.write(line + end)

@@ -66,3 +66,10 @@ def remat_stages(remat, num_stages):
         return remat
     raise ValueError(f"`remat` must be True, False or a number of leading stages 1..{num_stages}; "
                      f"received remat={remat!r}")
+
+
+def check_not_both(first, first_value, second, second_value):
+    """At most one of two alternative arguments is given (not None)."""
+    if first_value is not None and second_value is not None:
+        raise ValueError(f"give a {first} or a {second}, not both; received {first}={first_value!r}, "
+                         f"{second}={second_value!r}")

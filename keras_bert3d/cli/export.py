@@ -18,24 +18,14 @@ def add_arguments(parser):
                         help="(re)write models.config for every export next to this one (TF Serving)")
 
 
-def load_model(path):
-    import keras
-
-    import keras_bert3d  # noqa: F401 - registers the serializable classes
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no model file {path}")
-    if not path.endswith(".keras"):
-        raise ValueError(f"expected a .keras model file; received {path}")
-    return keras.saving.load_model(path, compile=False)
-
-
 def run(args):
-    from keras_bert3d.serving.export import (NORMALIZED_SIGNATURE, SERVING_SIGNATURE, export_litert, export_onnx,
-                                             class_names_beside, export_saved_model, read_class_names)
+    from keras_bert3d.serving.export import export_saved_model
+    from keras_bert3d.serving.export_formats import export_litert, export_onnx
+    from keras_bert3d.serving.model_files import load_classifier, read_class_names
+    from keras_bert3d.serving.signatures import NORMALIZED_SIGNATURE, OUTPUT_KEYS, SERVING_SIGNATURE
 
-    class_names = read_class_names(args.class_names) if args.class_names else class_names_beside(args.model)
-    model = load_model(args.model)
+    names = read_class_names(args.class_names) if args.class_names else None  # else the run's class_names.json
+    model, class_names = load_classifier(args.model, names)
     output = args.output or os.path.join(DEFAULT_ROOT, model.name)
     path = export_saved_model(model, output, class_names=class_names, version=args.version,
                               warmup=not args.no_warmup)
@@ -46,7 +36,7 @@ def run(args):
           f"{prep['frame_size'][0]}x{prep['frame_size'][1]}, centre crop {prep['crop_size']}, normalised")
     print(f"  {NORMALIZED_SIGNATURE}: clips float32 (batch, {frames}, {prep['crop_size']}, {prep['crop_size']}, "
           f"{channels})")
-    print("  outputs: logits, probabilities, top_k_indices, top_k_scores, top_k_classes")
+    print(f"  outputs: {', '.join(OUTPUT_KEYS)}")
     if args.onnx:
         print(f"wrote {export_onnx(model, args.onnx)}")
     if args.litert:

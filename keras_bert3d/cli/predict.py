@@ -8,15 +8,13 @@ when the video needs more than one batch.
 
 ``--explain OUT.png`` draws the clip that scored the winning class highest: its frames (as the model saw
 them: resized and centre-cropped) above the CLS token's attention over the temporal tokens (heads averaged;
-the last BERT block), one bar per token placed over the frames it covers.
+the last BERT block), one bar per token placed over the frames it covers. The work is
+`keras_bert3d.serving`'s (`open_client`, `VideoClient.predict_video`, `timeline.predict_timeline`,
+`attention.explain_clip`); this module reads the flags and prints.
 """
 import json
 import os
 import sys
-
-import numpy as np
-
-MAX_THUMBNAILS = 16
 
 
 def add_arguments(parser):
@@ -46,120 +44,11 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _saved_model_dir(path):
-    """``path`` itself, or its highest numeric version folder holding a saved_model.pb."""
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = [int(d) for d in os.listdir(path) if d.isdigit()
-                and os.path.exists(os.path.join(path, d, "saved_model.pb"))]
-    if not versions:
-        raise FileNotFoundError(f"{path}: neither a SavedModel (no saved_model.pb) nor a folder of versions")
-    return os.path.join(path, str(max(versions)))
-
-
-def make_client(model, class_names=None, frame_size=None, clip_len=None):
-    """The client for ``--model``: Keras, SavedModel, REST or gRPC (``clip_len``, ``frame_size``: servers)."""
-    from keras_bert3d.serving import clients
-
-    served = dict(clip_len=clip_len, class_names=class_names, frame_size=frame_size)
-    if model.startswith(("http://", "https://")):
-        return clients.RestClient.from_url(model, **served)
-    if model.startswith("grpc://"):
-        return clients.GrpcClient.from_url(model, **served)
-    if not os.path.exists(model):
-        raise FileNotFoundError(f"--model {model}: no such file or directory")
-    if os.path.isdir(model):
-        return clients.SavedModelClient(_saved_model_dir(model), class_names=class_names)
-    if not model.endswith((".keras", ".h5")):
-        raise ValueError(f"--model {model}: expected a .keras file, a SavedModel dir or a server URL")
-    import keras
-
-    import keras_bert3d  # noqa: F401  (registers the serializable classes)
-
-    return clients.KerasClient(keras.saving.load_model(model), class_names=class_names)
-
-
 def _check_rgb(client, model):
     prep = getattr(client, "preprocessing", None) or {}
     if prep.get("modality", "rgb") != "rgb" or len(prep.get("mean", [0, 0, 0])) != 3:
         raise ValueError(f"{model} is a {prep.get('modality', 'flow')} model ({len(prep.get('mean', []))} channels); "
                          "predict decodes RGB frames: use an rgb_* model")
-
-
-def _progress(enabled, batch_size, description):
-    def factory(total):
-        from tqdm import tqdm
-
-        return tqdm(total=total, unit="clip", desc=description, file=sys.stderr,
-                    disable=not enabled or total <= batch_size)
-    return factory
-
-
-def explain_clip(client, prediction, path):
-    """(clip row, uint8 frames as the model saw them (T, S, S, 3), {bert name: (N,) CLS attention},
-    {bert name: CLS self-attention}) for the clip that scored the winning class highest."""
-    from keras_bert3d.data.video_reader import read_frames
-
-    model = client.model
-    winner = prediction.top[0][0]
-    row = int(np.argmax(prediction.clip_scores[:, winner]))
-    frames = read_frames(path, prediction.clip_indices[row])
-    outputs = model.attention_model()(client.preprocess(frames[None]), training=False)
-    seen = np.asarray(model.preprocessor.resize_and_crop(frames[None]))[0]  # as the model sees them
-    attention, to_cls = {}, {}
-    for name, scores in outputs.items():
-        if name != "logits":
-            cls_row = np.asarray(scores)[0, :, 0, :].mean(axis=0)  # CLS query, heads averaged
-            attention[name], to_cls[name] = cls_row[1:], float(cls_row[0])
-    return row, seen, attention, to_cls
-
-
-def draw_explanation(frames, attention, title, out_path, frame_numbers=None):
-    """Writes the PNG: a strip of up to 16 frames over one bar chart per BERT (token i spans frames
-    ``[i T / N, (i + 1) T / N)``; the bar colour and the frame tint follow the attention)."""
-    from matplotlib import colormaps
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    frames = np.asarray(frames)
-    length = len(frames)
-    shown = np.unique(np.linspace(0, length - 1, min(length, MAX_THUMBNAILS)).round().astype(int))
-    width = length / len(shown)
-    cmap = colormaps["viridis"]
-    fig = Figure(figsize=(max(8.0, 0.9 * len(shown)), 2.2 + 1.6 * len(attention)), dpi=100)
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1 + len(attention), 1, sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": [1.4] + [1.0] * len(attention)})[:, 0]
-    first = next(iter(attention.values()))
-    for j, t in enumerate(shown):
-        token = min(int(t * len(first) / length), len(first) - 1)
-        weight = first[token] / max(first.max(), 1e-9)
-        axes[0].imshow(frames[t], extent=(j * width, (j + 1) * width, 0, 1), aspect="auto")
-        axes[0].add_patch(_frame_border(j * width, width, cmap(weight)))
-        label = t if frame_numbers is None else int(frame_numbers[t])
-        axes[0].text((j + 0.5) * width, -0.08, str(label), ha="center", va="top", fontsize=7)
-    axes[0].set_xlim(0, length)
-    axes[0].set_ylim(-0.25, 1.05)
-    axes[0].axis("off")
-    axes[0].set_title(title, fontsize=10)
-    for ax, (name, row) in zip(axes[1:], attention.items()):
-        span = length / len(row)
-        ax.bar(np.arange(len(row)) * span, row, width=span * 0.9, align="edge",
-               color=[cmap(v / max(row.max(), 1e-9)) for v in row])
-        ax.set_ylabel(f"{name}\nCLS attention", fontsize=8)
-        ax.set_ylim(0, max(float(row.max()) * 1.15, 1e-6))
-    ticks = np.arange(0, length + 1, length / len(first))
-    numbers = np.arange(length) if frame_numbers is None else np.asarray(frame_numbers)
-    axes[-1].set_xticks(ticks, [str(int(numbers[min(int(round(t)), length - 1)])) for t in ticks[:-1]] + [""])
-    axes[-1].set_xlabel("video frame where each token's span starts (one bar per temporal token)")
-    fig.tight_layout()
-    fig.savefig(out_path)
-
-
-def _frame_border(x, width, colour):
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x, 0), width, 1, fill=False, edgecolor=colour, linewidth=4)
 
 
 def _report(args, client, prediction):
@@ -174,20 +63,17 @@ def _report(args, client, prediction):
 
 def run(args):
     from keras_bert3d.data.sampling import parse_clips
-    from keras_bert3d.serving.clients import ServingError
-    from keras_bert3d.serving.export import class_names_beside, read_class_names
+    from keras_bert3d.serving.model_files import read_class_names
+    from keras_bert3d.serving.open_client import open_client
+    from keras_bert3d.serving.video_client import ServingError, clip_progress
 
     if args.top < 1 or args.batch_size < 1:
         raise ValueError(f"--top and --batch-size must be >= 1; received {args.top} and {args.batch_size}")
     parse_clips(args.clips)  # a bad --clips fails before the model loads
-    names = read_class_names(args.class_names) if args.class_names else None
-    if names is None and args.model.endswith(".keras"):
-        names = class_names_beside(args.model)  # a training run's class_names.json
-    client = make_client(args.model, names, args.frame_size, args.frames)
+    names = read_class_names(args.class_names) if args.class_names else None  # else the model's own
+    client = open_client(args.model, names, args.frame_size, args.frames)
     _check_rgb(client, args.model)
     if args.timeline is not None:
-        from keras_bert3d.serving.timeline import run_timeline
-
         return run_timeline(args, client)
     if args.explain:  # refuse before decoding anything
         model = getattr(client, "model", None)
@@ -199,7 +85,7 @@ def run(args):
     try:
         prediction = client.predict_video(args.video, clips=args.clips, batch_size=args.batch_size, top=args.top,
                                           method=args.aggregate,
-                                          progress=_progress(not args.no_progress, args.batch_size, "predict"))
+                                          progress=clip_progress("predict", not args.no_progress, args.batch_size))
     except ServingError as err:
         hint = " (give --frames N)" if "frame count" in str(err) and args.frames is None else ""
         raise ValueError(f"{args.model}: {err}{hint}") from None
@@ -207,6 +93,8 @@ def run(args):
               "clips": prediction.clip_indices[:, [0, -1]].tolist(),
               "top": [{"index": i, "class": c, "probability": p} for i, c, p in prediction.top]}
     if args.explain:
+        from keras_bert3d.serving.attention import draw_explanation, explain_clip
+
         row, frames, attention, to_cls = explain_clip(client, prediction, args.video)
         first, last = prediction.clip_indices[row, [0, -1]]
         index, label, p = prediction.top[0]
@@ -227,4 +115,34 @@ def run(args):
                   f"(heads averaged; to the CLS key itself: {to_cls[name]:.3f})")
             print(attention_bars(row))
         print(f"wrote {args.explain}")
+    return 0
+
+
+def run_timeline(args, client):
+    """`bert3d predict VIDEO --model M --timeline [PNG] [--stride N|Ns] [--json]`: the windows' top classes."""
+    from keras_bert3d.serving.timeline import predict_timeline
+    from keras_bert3d.serving.video_client import ServingError, clip_progress
+
+    try:
+        timeline = predict_timeline(args.video, client, stride=args.stride, top=args.top, batch_size=args.batch_size,
+                                    method=args.aggregate, png=args.timeline or None,
+                                    progress=clip_progress("timeline", not args.no_progress, args.batch_size))
+    except ServingError as err:
+        raise ValueError(f"{args.model}: {err}") from None
+    result = timeline.to_dict(args.top)
+    if args.timeline:
+        result["png"] = args.timeline
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"{timeline.video}: {timeline.num_frames} frames at {timeline.fps:.3f} fps, {len(timeline.windows)} windows "
+          f"of {timeline.clip_len} frames every {timeline.stride}")
+    for window in result["windows"]:
+        best = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in window["top"][:3])
+        print(f"  {window['start_s']:9.2f} - {window['end_s']:9.2f} s  {best}")
+    print("video: " + "  ".join(f"{t['class']} {t['probability']:.3f}" for t in result["video_top"]))
+    for note in timeline.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.timeline:
+        print(f"wrote {args.timeline}")
     return 0

@@ -1,4 +1,4 @@
-"""A VideoClassifier -> a SavedModel for TF Serving (and ONNX / LiteRT files), preprocessing inside.
+"""A VideoClassifier -> a SavedModel for TF Serving, preprocessing inside.
 
 Layout: ``<export_dir>/<version>/`` (TF Serving's), written by `export_saved_model`. Two signatures:
 
@@ -20,57 +20,22 @@ expected dtype); a wrong rank, frame count, channel count, crop size (``predict_
 empty frame by an assert in the graph (TF Serving does not check shapes) whose message names the
 signature, the expected dtype and shape, then the received shape. Class names and the preprocessing
 dict travel inside: graph constants, the restored object's ``class_names[0]`` and ``metadata_json[0]``
-string variables, and ``assets/preprocessing.json`` (`read_metadata`).
+string variables, and ``assets/preprocessing.json`` (`signatures.read_metadata`). The signature names and
+outputs are those of `keras_bert3d.serving.signatures`; ONNX and LiteRT files are written by
+`keras_bert3d.serving.export_formats`, the warmup requests by `keras_bert3d.serving.warmup`.
 """
 import json
 import os
-import re
 import shutil
 
-import numpy as np
 import tensorflow as tf
 
-from keras_bert3d.models.video_preprocessor import PREPROCESSING_KEYS, VideoPreprocessor, check_preprocessing  # noqa: F401
-
-SERVING_SIGNATURE = "serving_default"
-NORMALIZED_SIGNATURE = "predict_normalized"
-INPUT_KEY = "clips"
-TOP_K = 5
-METADATA_ASSET = "preprocessing.json"
-OUTPUT_KEYS = ("logits", "probabilities", "top_k_indices", "top_k_scores", "top_k_classes")
-
-
-def default_class_names(num_classes):
-    return [f"class_{i}" for i in range(num_classes)]
-
-
-def read_class_names(path):
-    """Class names from a file: a JSON list, or one name per line (blank lines skipped)."""
-    path = os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    if path.endswith(".json"):
-        names = json.loads(text)
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ValueError(f"{path}: expected a JSON list of strings; received {type(names).__name__}")
-        return names
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def class_names_beside(model_path):
-    """The class names a training run wrote next to its model (``class_names.json`` in the run folder of
-    ``best.keras``/``last.keras``), or None when there is no such file."""
-    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(model_path))), "class_names.json")
-    return read_class_names(path) if os.path.isfile(path) else None
-
-
-def next_version(export_dir):
-    """1 + the largest integer sub-directory name of ``export_dir`` (1 if none)."""
-    if not os.path.isdir(export_dir):
-        return 1
-    versions = [int(d) for d in os.listdir(export_dir) if re.fullmatch(r"\d+", d)
-                and os.path.isdir(os.path.join(export_dir, d))]
-    return max(versions, default=0) + 1
+from keras_bert3d.models.video_preprocessor import VideoPreprocessor, check_preprocessing
+from keras_bert3d.serving.model_files import default_class_names, next_version
+from keras_bert3d.serving.signatures import (INPUT_KEY, METADATA_ASSET, NORMALIZED_SIGNATURE, SERVING_SIGNATURE,
+                                             TOP_K, metadata)
+from keras_bert3d.serving.warmup import write_warmup_requests
+from keras_bert3d.validation import check_positive_int
 
 
 def preprocess_clips(clips, preprocessing):
@@ -124,16 +89,6 @@ class _Endpoints:
         return self.forward(_checked(clips, NORMALIZED_SIGNATURE, self.float_dims, "float32"))
 
 
-def metadata(model, preprocessing, class_names, version, top_k=TOP_K):
-    """What ``assets/preprocessing.json`` (and the ``metadata_json`` variable) hold."""
-    return {"model": model.name, "version": version, "num_classes": len(class_names), "class_names": class_names,
-            "preprocessing": preprocessing, "input_key": INPUT_KEY, "top_k": min(top_k, len(class_names)),
-            "signatures": {SERVING_SIGNATURE: "uint8 clips (B, T, H, W, C), any H x W: resized, centre-cropped "
-                                              "and normalised in the graph",
-                           NORMALIZED_SIGNATURE: "float32 clips (B, T, S, S, C), already normalised"},
-            "outputs": list(OUTPUT_KEYS)}
-
-
 def export_saved_model(model, export_dir, class_names=None, version=None, preprocessing=None, warmup=True,
                        top_k=TOP_K):
     """Write ``model`` as the SavedModel ``<export_dir>/<version>/`` and return that path.
@@ -162,11 +117,8 @@ def export_saved_model(model, export_dir, class_names=None, version=None, prepro
     class_names = default_class_names(num_classes) if class_names is None else [str(n) for n in class_names]
     if len(class_names) != num_classes:
         raise ValueError(f"{model.name} has {num_classes} classes but {len(class_names)} class names were given")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"`top_k` must be a positive int; received top_k={top_k!r}")
-    version = next_version(export_dir) if version is None else version
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ValueError(f"`version` must be a positive int; received version={version!r}")
+    check_positive_int("top_k", top_k)
+    version = check_positive_int("version", next_version(export_dir) if version is None else version)
     path = os.path.join(export_dir, str(version))
     if os.path.exists(path):
         raise ValueError(f"{path} exists: pick another --version (next free: {next_version(export_dir)})")
@@ -192,95 +144,8 @@ def export_saved_model(model, export_dir, class_names=None, version=None, prepro
         with open(os.path.join(staging, "assets", METADATA_ASSET), "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
         if warmup:
-            from keras_bert3d.serving.warmup import write_warmup_requests
-
             write_warmup_requests(staging, meta["model"], prep)
         os.replace(staging, path)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return path
-
-
-def read_metadata(path):
-    """The export's ``assets/preprocessing.json``: model, version, class names, preprocessing, signatures."""
-    with open(os.path.join(path, "assets", METADATA_ASSET), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def export_onnx(model, path, batch_size=1, opset=None):
-    """The normalised-clip forward pass (logits) as ONNX, through ``model.export`` (tf2onnx; ``pip install
-    tf2onnx``), checked with ``onnx.checker`` (full shape inference). Input ``clips`` ``(batch_size, T, S, S,
-    C)`` float32; ``batch_size=None`` for any batch (not with the LSTM head: tf2onnx then writes a MatMul of
-    incompatible shapes, which the check refuses). Every family converts when traced on a CPU-only machine
-    (ResNeXt's Bottleneck3D then convolves group by group); a Keras grouped ``Conv3D`` (compiled with XLA by
-    Keras' TensorFlow backend, e.g. ResNeXt traced where a GPU is visible) leaves a TensorFlow function call
-    that ONNX lacks: refused too. Returns ``path``; a refused file is deleted."""
-    import importlib.util
-
-    if importlib.util.find_spec("tf2onnx") is None:  # what model.export(format="onnx") uses
-        raise ImportError("ONNX export needs tf2onnx: pip install tf2onnx")
-    import onnx
-    spec = [tf.TensorSpec([batch_size, *model.input.shape[1:]], tf.float32, name=INPUT_KEY)]
-    model.export(path, format="onnx", input_signature=spec, opset_version=opset, verbose=False)
-    graph = onnx.load(path).graph
-    unknown = sorted({node.op_type for node in graph.node if not onnx.defs.has(node.op_type, node.domain)})
-    problem = f"tf2onnx left TensorFlow ops that ONNX lacks: {unknown} (grouped 3D convolutions compiled with " \
-              "XLA?)" if unknown else None
-    if problem is None:
-        try:
-            onnx.checker.check_model(path, full_check=True)
-        except Exception as err:  # ValidationError, InferenceError
-            problem = f"tf2onnx wrote an invalid model: {' '.join(str(err).split())[:300]}" + (
-                " (try batch_size=1)" if batch_size is None else "")
-    if problem:
-        os.remove(path)
-        raise ValueError(f"{model.name}: {problem}")
-    return path
-
-
-def export_litert(saved_model_path, path, signature=NORMALIZED_SIGNATURE, batch_size=1, select_tf_ops=False):
-    """A SavedModel signature -> a LiteRT (``.tflite``) file; returns ``path``.
-
-    The signature's restored function is traced at a static shape (``batch_size`` clips of the export's
-    frames at its crop size for ``predict_normalized``, at its ``frame_size`` for ``serving_default``) and
-    converted by ``tf.lite.TFLiteConverter``, without the ``top_k_classes`` strings. TFLite builtins only by
-    default: the R(2+1)D presets convert; I3D, SlowFast and ResNeXt need ``MaxPool3D`` from TensorFlow
-    (``select_tf_ops=True``; the file then runs only where the Flex delegate is linked, e.g. Android's
-    ``tensorflow-lite-select-tf-ops``, not in the pip package's ``tf.lite.Interpreter``). Without it such a
-    model is refused with the list of ops it lacks.
-    """
-    meta = read_metadata(saved_model_path)
-    prep = meta["preprocessing"]
-    channels = len(prep["mean"])
-    if signature == NORMALIZED_SIGNATURE:
-        shape, dtype = [prep["crop_size"], prep["crop_size"]], tf.float32
-    elif signature == SERVING_SIGNATURE:
-        shape, dtype = prep["frame_size"], tf.uint8
-    else:
-        raise ValueError(f"`signature` must be {SERVING_SIGNATURE!r} or {NORMALIZED_SIGNATURE!r}; "
-                         f"received signature={signature!r}")
-    spec = tf.TensorSpec([batch_size, prep["num_frames"], *shape, channels], dtype, name=INPUT_KEY)
-    loaded = tf.saved_model.load(saved_model_path)
-    function = getattr(loaded, signature)
-    numeric = tf.function(lambda clips: {k: v for k, v in function(clips).items() if k != "top_k_classes"})
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([numeric.get_concrete_function(spec)], loaded)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS] + (
-        [tf.lite.OpsSet.SELECT_TF_OPS] if select_tf_ops else [])
-    try:
-        data = converter.convert()
-    except Exception as err:  # ConverterError: its message lists the ops TFLite lacks
-        needed = re.findall(r"TF Select ops: ([^\n]*)", str(err))
-        if not needed:
-            raise
-        raise ValueError(f"{meta['model']}: LiteRT has no builtin for {needed[0]}; pass select_tf_ops=True "
-                         "(the file then needs the Flex delegate to run)") from None
-    with open(path, "wb") as f:
-        f.write(data)
-    return path
-
-
-def run_litert(path, clips):
-    """Run an `export_litert` file on ``clips`` (NumPy); returns its outputs as a dict of NumPy arrays."""
-    interpreter = tf.lite.Interpreter(model_path=path)
-    runner = interpreter.get_signature_runner()
-    return {k: np.asarray(v) for k, v in runner(**{INPUT_KEY: clips}).items()}

@@ -1,19 +1,26 @@
 """In-process clients: an export's signature or a Keras model called in this process, no server.
 
-They share `clients.VideoClient`'s clip sampling, batching and multi-clip aggregation, so `bert3d predict`
-treats a local model and a served one alike.
+They share `video_client.VideoClient`'s clip sampling, batching, scoring loop and multi-clip aggregation, so
+`bert3d predict` treats a local model and a served one alike.
+
+- `SavedModelClient`: the export's ``serving_default`` signature (preprocessing in its graph).
+- `KerasClient`: a keras_bert3d ``VideoClassifier``; the preset's preprocessing runs here through the
+  model's own `VideoPreprocessor` (the layer the export's graph runs), and BERT models also report where
+  the CLS token attends (`KerasClient.attention`).
 """
 import os
 
 import numpy as np
 
-from keras_bert3d.serving.clients import DEFAULT_SIGNATURE, ServingError, VideoClient, softmax
+from keras_bert3d.serving.attention import cls_attention
+from keras_bert3d.serving.signatures import SERVING_SIGNATURE, metadata_path, read_metadata
+from keras_bert3d.serving.video_client import ServingError, VideoClient, softmax
 
 
 class SavedModelClient(VideoClient):
     """An export's ``serving_default`` signature, loaded and called in this process (no server)."""
 
-    def __init__(self, export_dir, signature_name=DEFAULT_SIGNATURE, class_names=None):
+    def __init__(self, export_dir, signature_name=SERVING_SIGNATURE, class_names=None):
         import tensorflow as tf
 
         self.export_dir = os.fspath(export_dir)
@@ -28,18 +35,10 @@ class SavedModelClient(VideoClient):
         if len(specs) != 1:
             raise ValueError(f"signature {signature_name!r} takes {sorted(specs)}; expected one clip input")
         self.input_name = next(iter(specs))
-        meta = self._read_metadata()
+        meta = read_metadata(self.export_dir) if os.path.exists(metadata_path(self.export_dir)) else {}
         self.preprocessing = dict(meta.get("preprocessing") or {})
         clip_len = self.preprocessing.get("num_frames")
         super().__init__(clip_len, class_names or meta.get("class_names"))
-
-    def _read_metadata(self):
-        """The export's ``assets/preprocessing.json`` (`export.read_metadata`), or {} when it has none."""
-        from keras_bert3d.serving.export import METADATA_ASSET, read_metadata
-
-        if not os.path.exists(os.path.join(self.export_dir, "assets", METADATA_ASSET)):
-            return {}
-        return read_metadata(self.export_dir)
 
     def predict_clips(self, clips):
         import tensorflow as tf
@@ -61,6 +60,7 @@ class KerasClient(VideoClient):
             raise ValueError(f"{getattr(model, 'name', model)} carries no preprocessing record "
                              f"(model.preprocessing={self.preprocessing}); build it with keras_bert3d.build_model")
         super().__init__(self.preprocessing["num_frames"], class_names)
+        self._attention_model = None
 
     def preprocess(self, clips):
         """uint8 ``(B, T, H, W, C)`` -> float32 ``(B, T, S, S, C)``: the model's own preprocessor, the layer
@@ -70,3 +70,26 @@ class KerasClient(VideoClient):
     def predict_clips(self, clips):
         logits = np.asarray(self.model(self.preprocess(clips), training=False))
         return {"logits": logits, "probabilities": softmax(logits).astype(np.float32)}
+
+    @property
+    def has_attention(self):
+        """Whether the model pools with BERT, whose CLS attention `attention` reports."""
+        return bool(getattr(self.model, "bert_layers", dict)())
+
+    def attention(self, clips):
+        """uint8 clips -> ``(logits (B, C), {BERT layer name: (B, N + 1) CLS attention row})`` in one pass
+        (`cls_attention`: the last block, heads averaged; column 0 is the CLS key itself)."""
+        if self._attention_model is None:
+            self._attention_model = self.model.attention_model()
+        outputs = self._attention_model(self.preprocess(clips), training=False)
+        rows = {name: cls_attention(scores) for name, scores in outputs.items() if name != "logits"}
+        return np.asarray(outputs["logits"]), rows
+
+    def score_clips(self, clips, kind=None, attention=False):
+        """As `VideoClient.score_clips`; with ``attention`` (BERT models) the logits come with the first
+        BERT's CLS attention over the clip's temporal tokens, ``(B, N)``."""
+        if not (attention and self.has_attention):
+            return super().score_clips(clips, kind)
+        logits, rows = self.attention(clips)
+        first = next(iter(self.model.bert_layers()))
+        return np.asarray(logits, np.float64), "logits", rows[first][:, 1:]

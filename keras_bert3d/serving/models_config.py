@@ -1,8 +1,8 @@
 """TF Serving's ``models.config``: several models, several versions each, from one model server.
 
-``saved_models/`` holds ``<name>/<version>/`` exports; `scan_exports` finds them and `write_models_config`
-writes the ``ModelServerConfig`` text proto (tensorflow-serving-api's ``model_server_config_pb2``) that
-serves them from the container path they are mounted at::
+``saved_models/`` holds ``<name>/<version>/`` exports; `scan_exports` finds them (`model_files.version_numbers`)
+and `write_models_config` writes the ``ModelServerConfig`` text proto (tensorflow-serving-api's
+``model_server_config_pb2``) that serves them from the container path they are mounted at::
 
     python -m keras_bert3d.serving.models_config saved_models --all-versions --label stable=NAME:1
     docker run --rm -p 8500:8500 -p 8501:8501 -v "$PWD/saved_models:/models" tensorflow/serving \\
@@ -16,24 +16,18 @@ import argparse
 import os
 import re
 
+from keras_bert3d.serving.model_files import version_numbers
+
 CONTAINER_ROOT = "/models"
 CONFIG_NAME = "models.config"
 
 
 def scan_exports(root):
     """``{model name: sorted versions}`` of the SavedModels ``root/<name>/<int>/saved_model.pb``."""
-    found = {}
     if not os.path.isdir(root):
         raise FileNotFoundError(f"no export directory {root}")
-    for name in sorted(os.listdir(root)):
-        base = os.path.join(root, name)
-        if not os.path.isdir(base):
-            continue
-        versions = sorted(int(v) for v in os.listdir(base)
-                          if re.fullmatch(r"\d+", v) and os.path.isfile(os.path.join(base, v, "saved_model.pb")))
-        if versions:
-            found[name] = versions
-    return found
+    found = {name: version_numbers(os.path.join(root, name)) for name in sorted(os.listdir(root))}
+    return {name: versions for name, versions in found.items() if versions}
 
 
 def build_models_config(models, container_root=CONTAINER_ROOT, labels=None):

@@ -2,15 +2,17 @@
 
 `predict_timeline` decodes the video once, in order (`video_reader.stream_frames`), keeps only the frames of
 the windows in flight (one clip plus a batch of windows: memory does not grow with the video's length) and
-classifies each window with any client of `keras_bert3d.serving.clients` (a ``.keras`` model, a SavedModel,
-TF Serving over REST or gRPC). Windows are ``clip_len`` consecutive frames every ``stride`` frames (default half
-a clip); when the last window stops short of the end, one more is aligned to the last frame. A video shorter
-than a clip gives one window of its frames looped, as the reference's test protocol builds a clip that does not
-fit (REFERENCE.md 5.12), and the timeline says so in its ``notes``. The video's own top classes aggregate the
-windows as `clients.aggregate` does (the reference's mean of logits by default).
+scores each window through any client (`open_client.open_client`: a ``.keras`` model, a SavedModel, TF Serving
+over REST or gRPC) with the clip-scoring loop of `video_client.VideoClient.score_batches`. Windows are
+``clip_len`` consecutive frames every ``stride`` frames (default half a clip); when the last window stops short
+of the end, one more is aligned to the last frame. A video shorter than a clip gives one window of its frames
+looped, as the reference's test protocol builds a clip that does not fit (REFERENCE.md 5.12), and the timeline
+says so in its ``notes``. The video's own top classes aggregate the
+windows as `video_client.aggregate` does (the reference's mean of logits by default).
 
-For BERT models loaded as ``.keras`` the timeline also keeps where the CLS token attends in each window (heads
-averaged, last block), drawn under the probabilities by `draw_timeline`.
+For BERT models loaded as ``.keras`` the timeline also keeps where the CLS token attends in each window
+(`attention.cls_attention`: heads averaged, last block), drawn under the probabilities by `draw_timeline`.
+``bert3d predict VIDEO --model M --timeline`` prints it (keras_bert3d/cli/predict.py).
 """
 import collections
 import json
@@ -20,7 +22,8 @@ import typing
 import numpy as np
 
 from keras_bert3d.data.video_reader import StreamedFrame, probe, stream_frames
-from keras_bert3d.serving.clients import ServingError, aggregate, class_name, softmax
+from keras_bert3d.serving.open_client import open_client
+from keras_bert3d.serving.video_client import aggregate, class_name, resize_frames, softmax
 
 RESIZE_CHUNK = 16  # frames resized together (one op call) on their way into the window buffer
 PLOTTED_CLASSES = 5
@@ -90,17 +93,13 @@ class Timeline(typing.NamedTuple):
         return json.dumps(self.to_dict(top), indent=1)
 
 
-def _resized(frames, frame_size):
-    """The stream with every frame resized to ``frame_size`` by `transforms.resize` (the pipeline's and the
-    export's op), a chunk of frames per call."""
-    import tensorflow as tf
-
-    from keras_bert3d.data import transforms
-
+def resized_stream(frames, frame_size):
+    """The stream with every frame resized to ``frame_size`` (`video_client.resize_frames`), a chunk of
+    `RESIZE_CHUNK` frames per call."""
     chunk = []
 
     def flush():
-        pixels = transforms.resize(tf.constant(np.stack([f.pixels for f in chunk])), frame_size).numpy()
+        pixels = resize_frames(np.stack([f.pixels for f in chunk]), frame_size)
         out = [StreamedFrame(f.index, f.time_s, p) for f, p in zip(chunk, pixels)]
         chunk.clear()
         return out
@@ -147,42 +146,23 @@ def expected_windows(num_frames, clip_len, stride):
     return (num_frames - clip_len) // stride + 1 + int((num_frames - clip_len) % stride > 0)
 
 
-class _Scorer:
-    """One batch of clips -> (scores, kind, CLS attention or None), through the client (or the Keras model's
-    attention view for BERT models)."""
+def _window_batches(windows_and_clips, batch_size, windows):
+    """Stacks the clips of ``(Window, clip)`` pairs ``batch_size`` at a time, appending each batch's windows
+    to ``windows`` as it leaves."""
+    pending = []
 
-    def __init__(self, client, with_attention):
-        self.client, self.attention_model = client, None
-        model = getattr(client, "model", None)
-        if with_attention and model is not None and hasattr(model, "bert_layers") and model.bert_layers():
-            self.attention_model = model.attention_model()
-            self.bert = next(iter(model.bert_layers()))
+    def take():
+        windows.extend(w for w, _ in pending)
+        batch = np.stack([clip for _, clip in pending])
+        pending.clear()
+        return batch
 
-    def __call__(self, clips):
-        if self.attention_model is not None:
-            outputs = self.attention_model(self.client.preprocess(clips), training=False)
-            cls_rows = np.asarray(outputs[self.bert])[:, :, 0, 1:].mean(axis=1)  # CLS query, heads averaged
-            return np.asarray(outputs["logits"], np.float64), "logits", cls_rows
-        outputs = self.client.predict_clips(clips)
-        self.client._learn_names(outputs)
-        kind = next((k for k in ("logits", "probabilities") if k in outputs), None)
-        if kind is None:
-            raise ServingError(f"the response has no 'logits' or 'probabilities': {sorted(outputs)}")
-        return np.asarray(outputs[kind], np.float64).reshape(len(clips), -1), kind, None
-
-
-def _client_of(model, class_names, frame_size, clip_len):
-    from keras_bert3d.serving.clients import VideoClient
-
-    if isinstance(model, VideoClient):
-        return model
-    if isinstance(model, (str, os.PathLike)):
-        from keras_bert3d.cli.predict import make_client
-
-        return make_client(os.fspath(model), class_names, frame_size, clip_len)
-    from keras_bert3d.serving.local_clients import KerasClient
-
-    return KerasClient(model, class_names=class_names)  # a Keras model
+    for item in windows_and_clips:
+        pending.append(item)
+        if len(pending) == batch_size:
+            yield take()
+    if pending:
+        yield take()
 
 
 def predict_timeline(video, model, stride=None, top=5, batch_size=4, class_names=None, frame_size=None,
@@ -191,8 +171,8 @@ def predict_timeline(video, model, stride=None, top=5, batch_size=4, class_names
 
     Args:
         video: a video file (anything FFmpeg decodes).
-        model: a client (`clients.RestClient`, `GrpcClient`, `SavedModelClient`, `KerasClient`), a Keras
-            model built by keras_bert3d, or what ``bert3d predict --model`` takes (a path or a server URL).
+        model: a client (`RestClient`, `GrpcClient`, `SavedModelClient`, `KerasClient`), a Keras model built
+            by keras_bert3d, or what ``bert3d predict --model`` takes (a path or a server URL): `open_client`.
         stride: frames between window starts (int or ``"16"``) or seconds (``"0.5s"``); default half a clip.
         top: classes per window in `Timeline.to_dict`.
         batch_size: windows per forward pass / request.
@@ -203,54 +183,31 @@ def predict_timeline(video, model, stride=None, top=5, batch_size=4, class_names
             into the video's classes.
         attention: keep the CLS attention of BERT ``.keras`` models.
         png: also draw the timeline there (`draw_timeline`).
-        progress: None or a factory ``progress(total) -> bar`` (``update(n)``, ``close()``).
+        progress: None or a factory ``progress(total) -> bar`` (``update(n)``, ``close()``), e.g.
+            `video_client.clip_progress`.
 
     Returns:
         A `Timeline`. Raises `VideoDecodeError` (naming the file) when the video does not decode at all.
     """
-    client = _client_of(model, class_names, frame_size, clip_len)
+    client = open_client(model, class_names, frame_size, clip_len)
     video = os.fspath(video)
     info = probe(video)
     length = int(client.clip_len)
     step = parse_stride(stride, length, info.fps)
     size = frame_size or getattr(client, "frame_size", None) or (getattr(client, "preprocessing", None) or {}).get(
         "frame_size")
-    scorer, notes, damage = _Scorer(client, attention), [], []
+    notes, damage, windows = [], [], []
     frames = stream_frames(video, damage)
     if size is not None:
-        frames = _resized(frames, [int(v) for v in size])
-    bar = progress(expected_windows(info.num_frames, length, step)) if progress is not None else None
-    windows, scores, cls_rows, pending, kind = [], [], [], [], None
-
-    def flush():
-        nonlocal kind
-        batch_scores, batch_kind, batch_attention = scorer(np.stack([clip for _, clip in pending]))
-        kind = kind or batch_kind
-        windows.extend(w for w, _ in pending)
-        scores.append(batch_scores)
-        if batch_attention is not None:
-            cls_rows.append(batch_attention)
-        if bar is not None:
-            bar.update(len(pending))
-        pending.clear()
-
-    try:
-        for item in sliding_windows(frames, length, step, info.fps, notes):
-            pending.append(item)
-            if len(pending) == int(batch_size):
-                flush()
-        if pending:
-            flush()
-    finally:
-        if bar is not None:
-            bar.close()
+        frames = resized_stream(frames, [int(v) for v in size])
+    batches = _window_batches(sliding_windows(frames, length, step, info.fps, notes), int(batch_size), windows)
+    scored = client.score_batches(batches, expected_windows(info.num_frames, length, step), progress, attention)
     if damage:
         notes.append(f"the video breaks at frame {damage[0][0]} ({damage[0][1]}); the timeline stops there")
-    scores = np.concatenate(scores)
-    probabilities = (softmax(scores) if kind == "logits" else scores).astype(np.float32)
+    probabilities = (softmax(scored.scores) if scored.kind == "logits" else scored.scores).astype(np.float32)
     timeline = Timeline(video, windows[-1].end_frame + 1, info.fps, length, step, windows, probabilities,
-                        aggregate(scores, kind, method), list(client.class_names),
-                        np.concatenate(cls_rows) if cls_rows else None, notes)
+                        aggregate(scored.scores, scored.kind, method), list(client.class_names), scored.attention,
+                        notes)
     if png:
         draw_timeline(timeline, png)
     return timeline
@@ -304,34 +261,3 @@ def draw_timeline(timeline, out_path, classes=PLOTTED_CLASSES):
     axes[-1].set_xlabel("time (s)")
     fig.tight_layout()
     fig.savefig(out_path)
-
-
-def run_timeline(args, client):
-    """`bert3d predict VIDEO --model M --timeline [PNG] [--stride N|Ns] [--json]`."""
-    import sys
-
-    from keras_bert3d.cli.predict import _progress
-
-    try:
-        timeline = predict_timeline(args.video, client, stride=args.stride, top=args.top, batch_size=args.batch_size,
-                                    method=args.aggregate, png=args.timeline or None,
-                                    progress=_progress(not args.no_progress, args.batch_size, "timeline"))
-    except ServingError as err:
-        raise ValueError(f"{args.model}: {err}") from None
-    result = timeline.to_dict(args.top)
-    if args.timeline:
-        result["png"] = args.timeline
-    if args.json:
-        print(json.dumps(result, indent=1))
-        return 0
-    print(f"{timeline.video}: {timeline.num_frames} frames at {timeline.fps:.3f} fps, {len(timeline.windows)} windows "
-          f"of {timeline.clip_len} frames every {timeline.stride}")
-    for window in result["windows"]:
-        best = "  ".join(f"{t['class']} {t['probability']:.3f}" for t in window["top"][:3])
-        print(f"  {window['start_s']:9.2f} - {window['end_s']:9.2f} s  {best}")
-    print("video: " + "  ".join(f"{t['class']} {t['probability']:.3f}" for t in result["video_top"]))
-    for note in timeline.notes:
-        print(f"note: {note}", file=sys.stderr)
-    if args.timeline:
-        print(f"wrote {args.timeline}")
-    return 0

@@ -10,7 +10,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from keras_bert3d.serving.export import INPUT_KEY, NORMALIZED_SIGNATURE, SERVING_SIGNATURE
+from keras_bert3d.serving.signatures import INPUT_KEY, SERVING_SIGNATURE, SIGNATURES
+from keras_bert3d.validation import check_choice
 
 WARMUP_DIR = "assets.extra"
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -24,16 +25,14 @@ def warmup_path(export_path):
 def warmup_clips(preprocessing, signature=SERVING_SIGNATURE, batch_size=1, seed=0):
     """Deterministic clips a signature accepts: uint8 at the ``frame_size`` (``serving_default``) or
     float32 normalised crops (``predict_normalized``)."""
+    check_choice("signature", signature, SIGNATURES)
     rng = np.random.default_rng(seed)
     frames, channels = int(preprocessing["num_frames"]), len(preprocessing["mean"])
     if signature == SERVING_SIGNATURE:
         height, width = preprocessing["frame_size"]
         return rng.integers(0, 256, size=(batch_size, frames, height, width, channels), dtype=np.uint8)
-    if signature == NORMALIZED_SIGNATURE:
-        size = int(preprocessing["crop_size"])
-        return rng.standard_normal((batch_size, frames, size, size, channels)).astype(np.float32)
-    raise ValueError(f"`signature` must be {SERVING_SIGNATURE!r} or {NORMALIZED_SIGNATURE!r}; "
-                     f"received signature={signature!r}")
+    size = int(preprocessing["crop_size"])
+    return rng.standard_normal((batch_size, frames, size, size, channels)).astype(np.float32)
 
 
 def make_request(model_name, clips, signature=SERVING_SIGNATURE, version=None):

@@ -44,6 +44,7 @@ def resolve(model_path, config_path=None, overrides=(), checkpoint="best"):
 
     A run directory gives its ``config.yaml`` (unless ``config_path`` is given), ``<checkpoint>.keras`` and
     ``class_names.json``; a ``.keras`` file needs ``config_path`` for its data section."""
+    from keras_bert3d.serving.model_files import class_names_beside
     from keras_bert3d.training.config import load_config, parse_override
 
     model_path = os.fspath(model_path)
@@ -55,10 +56,7 @@ def resolve(model_path, config_path=None, overrides=(), checkpoint="best"):
             raise FileNotFoundError(f"{model_path} not found: {run_dir} is not a finished run directory "
                                     f"(choose --checkpoint best|last, or pass a .keras file)")
         config_path = config_path or os.path.join(run_dir, "config.yaml")
-        names = os.path.join(run_dir, "class_names.json")
-        if os.path.isfile(names):
-            with open(names, encoding="utf-8") as f:
-                class_names = list(json.load(f))
+        class_names = class_names_beside(model_path)
     elif not os.path.isfile(model_path) or not model_path.endswith(".keras"):
         raise FileNotFoundError(f"the model must be a run directory or a .keras file; received {model_path!r}")
     if config_path is not None:
@@ -75,11 +73,9 @@ def resolve(model_path, config_path=None, overrides=(), checkpoint="best"):
 
 def load_model(path):
     """A saved model (``.keras``), uncompiled; keras_bert3d's layers are registered first."""
-    import keras
+    from keras_bert3d.serving.model_files import load_classifier
 
-    import keras_bert3d  # noqa: F401  (registers the serializable classes)
-
-    return keras.saving.load_model(path, compile=False)
+    return load_classifier(path).model
 
 
 def build_test_index(config, modality="rgb", limit=None):

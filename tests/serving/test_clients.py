@@ -17,8 +17,12 @@ from keras_bert3d.data import sampling, transforms
 from keras_bert3d.data.synthetic import write_video
 from keras_bert3d.data.video_reader import read_frames
 from keras_bert3d.models.builder import build_model
-from keras_bert3d.serving import clients
+from keras_bert3d.serving import video_client
 from keras_bert3d.serving.export import export_saved_model
+from keras_bert3d.serving.grpc_client import GrpcClient
+from keras_bert3d.serving.local_clients import KerasClient, SavedModelClient
+from keras_bert3d.serving.rest_client import RestClient
+from keras_bert3d.serving.video_client import ServingError
 
 TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
             stem_filters=[6, 8], num_heads=2)
@@ -72,7 +76,7 @@ class ServingStandIn:
     def transport(self, url, body, timeout):
         status, data = self.rest(url, body)
         if status != 200:
-            raise clients.ServingError(f"{url}: HTTP {status}: {json.loads(data)['error']}")
+            raise ServingError(f"{url}: HTTP {status}: {json.loads(data)['error']}")
         return data
 
     def _tensor_info(self, spec, info):
@@ -140,65 +144,68 @@ def reference_probabilities(model, video, clips):
         frames = transforms.resize(tf.constant(read_frames(video, row)), prep["frame_size"])
         clip = transforms.normalize(transforms.center_crop(frames, prep["crop_size"]), prep)
         logits.append(np.asarray(model(clip[None], training=False))[0])
-    return clients.softmax(np.mean(logits, axis=0))
+    return video_client.softmax(np.mean(logits, axis=0))
 
 
 def test_parse_clips_and_sampling(served):
     _, _, video, _ = served
-    assert clients.parse_clips("3") == 3 and clients.parse_clips("cover") == "cover"
+    assert sampling.parse_clips("3") == 3 and sampling.parse_clips("cover") == "cover"
     for bad in ("0", "ten", 0, True):
         with pytest.raises(ValueError, match="clips"):
-            clients.parse_clips(bad)
-    num_frames, indices = clients.sample_clips(video, TINY["num_frames"], "cover")
+            sampling.parse_clips(bad)
+    num_frames, indices = video_client.sample_clips(video, TINY["num_frames"], "cover")
     assert num_frames == VIDEO_FRAMES
     np.testing.assert_array_equal(indices, sampling.cover_clips(VIDEO_FRAMES, TINY["num_frames"]))
-    _, uniform = clients.sample_clips(video, TINY["num_frames"], 5)
+    _, uniform = video_client.sample_clips(video, TINY["num_frames"], 5)
     assert uniform.shape == (5, TINY["num_frames"])
-    batches = list(clients.clip_batches(video, uniform, batch_size=2))
+    batches = list(video_client.clip_batches(video, uniform, batch_size=2))
     assert [len(b) for b in batches] == [2, 2, 1]
     np.testing.assert_array_equal(batches[2][0], read_frames(video, uniform[4]))
 
 
 def test_aggregate_logits_equals_mean_log_probabilities():
     logits = np.random.default_rng(1).normal(0, 3, size=(4, 7))
-    expected = clients.softmax(logits.mean(axis=0))
-    np.testing.assert_allclose(clients.aggregate(logits, "logits"), expected, atol=1e-12)
-    np.testing.assert_allclose(clients.aggregate(clients.softmax(logits), "probabilities"), expected, atol=1e-9)
-    mean_p = clients.aggregate(logits, "logits", method="probabilities")
-    np.testing.assert_allclose(mean_p, clients.softmax(logits).mean(axis=0), atol=1e-12)
+    expected = video_client.softmax(logits.mean(axis=0))
+    np.testing.assert_allclose(video_client.aggregate(logits, "logits"), expected, atol=1e-12)
+    probabilities = video_client.softmax(logits)
+    np.testing.assert_allclose(video_client.aggregate(probabilities, "probabilities"), expected, atol=1e-9)
+    mean_p = video_client.aggregate(logits, "logits", method="probabilities")
+    np.testing.assert_allclose(mean_p, video_client.softmax(logits).mean(axis=0), atol=1e-12)
     assert not np.allclose(mean_p, expected, atol=1e-3)  # the two rules differ: the choice matters
     with pytest.raises(ValueError, match="median"):
-        clients.aggregate(logits, "logits", method="median")
+        video_client.aggregate(logits, "logits", method="median")
 
 
 def test_rest_request_bodies():
     clips = np.random.default_rng(2).integers(0, 256, size=(2, 4, 6, 8, 3), dtype=np.uint8)
-    client = clients.RestClient("http://serving:8501/", "tiny", 4, version=3)
+    client = RestClient("http://serving:8501/", "tiny", 4, version=3)
     assert client.predict_url == "http://serving:8501/v1/models/tiny/versions/3:predict"
     body = client.request_body(clips)
     assert body["signature_name"] == "serving_default" and len(body["instances"]) == 2
     np.testing.assert_array_equal(np.asarray(body["instances"][1], np.uint8), clips[1])
-    named = clients.RestClient("http://h:1", "tiny", 4, label="stable", request_format="inputs", input_name="clips")
+    named = RestClient("http://h:1", "tiny", 4, label="stable", request_format="inputs", input_name="clips")
     assert named.predict_url == "http://h:1/v1/models/tiny/labels/stable:predict"
     np.testing.assert_array_equal(np.asarray(named.request_body(clips)["inputs"]["clips"], np.uint8), clips)
-    parsed = clients.RestClient.from_url("https://h:8501/v1/models/m/versions/12", 4)
+    parsed = RestClient.from_url("https://h:8501/v1/models/m/versions/12", 4)
     assert (parsed.url, parsed.model_name, parsed.version) == ("https://h:8501", "m", 12)
     outputs = client.parse_response({"predictions": [{"probabilities": [0.25, 0.75]}, {"probabilities": [1, 0]}]})
     np.testing.assert_array_equal(outputs["probabilities"], [[0.25, 0.75], [1, 0]])
     with pytest.raises(ValueError, match="float32"):
         client.request_body(clips.astype(np.float32))
     with pytest.raises(ValueError, match="request_format"):
-        clients.RestClient("http://h:1", "m", 4, request_format="rows")
+        RestClient("http://h:1", "m", 4, request_format="rows")
     with pytest.raises(ValueError, match="ftp://h"):
-        clients.RestClient("ftp://h", "m", 4)
-    with pytest.raises(clients.ServingError, match="not found"):
+        RestClient("ftp://h", "m", 4)
+    with pytest.raises(ValueError, match="give a version or a label, not both"):
+        RestClient("http://h:1", "m", 4, version=1, label="stable")
+    with pytest.raises(ServingError, match="not found"):
         client.parse_response(b'{"error": "Servable not found"}')
 
 
 def test_grpc_request(served):
     _, _, _, stand_in = served
     clips = np.random.default_rng(3).integers(0, 256, size=(2, 16, 6, 8, 3), dtype=np.uint8)
-    client = clients.GrpcClient("localhost:8500", "tiny", 16, version=3, stub=stand_in)
+    client = GrpcClient("localhost:8500", "tiny", 16, version=3, stub=stand_in)
     request = client.build_request(clips)  # the input name comes from GetModelMetadata
     assert client.input_name == "clips"
     assert (request.model_spec.name, request.model_spec.version.value) == ("tiny", 3)
@@ -206,10 +213,10 @@ def test_grpc_request(served):
     sent = tf.make_ndarray(request.inputs["clips"])
     assert sent.dtype == np.uint8
     np.testing.assert_array_equal(sent, clips)
-    parsed = clients.GrpcClient.from_url("grpc://h:8500/tiny/7")
+    parsed = GrpcClient.from_url("grpc://h:8500/tiny/7")
     assert (parsed.target, parsed.model_name, parsed.version) == ("h:8500", "tiny", 7)
     # The export's signature fixes the frame count: the client reads it from the model metadata.
-    assert clients.GrpcClient("h:8500", "tiny", stub=stand_in).clip_len == 16
+    assert GrpcClient("h:8500", "tiny", stub=stand_in).clip_len == 16
 
 
 def test_clients_agree_with_the_keras_model(served):
@@ -217,12 +224,12 @@ def test_clients_agree_with_the_keras_model(served):
     indices = sampling.cover_clips(VIDEO_FRAMES, TINY["num_frames"])
     expected = reference_probabilities(model, video, indices)
     runs = {
-        "keras": clients.KerasClient(model),
-        "saved_model": clients.SavedModelClient(export),
-        "rest_instances": clients.RestClient("http://x:1", "tiny", 16, transport=stand_in.transport),
-        "rest_inputs": clients.RestClient("http://x:1", "tiny", 16, request_format="inputs",
+        "keras": KerasClient(model),
+        "saved_model": SavedModelClient(export),
+        "rest_instances": RestClient("http://x:1", "tiny", 16, transport=stand_in.transport),
+        "rest_inputs": RestClient("http://x:1", "tiny", 16, request_format="inputs",
                                           input_name="clips", transport=stand_in.transport),
-        "grpc": clients.GrpcClient("x:1", "tiny", 16, stub=stand_in),
+        "grpc": GrpcClient("x:1", "tiny", 16, stub=stand_in),
     }
     for name, client in runs.items():
         result = client.predict_video(video, clips="cover", batch_size=2)
@@ -234,7 +241,7 @@ def test_clients_agree_with_the_keras_model(served):
             assert [c for _, c, _ in result.top] == [CLASS_NAMES[i] for i, _, _ in result.top], name
     assert runs["keras"].predict_video(video).top[0][1].startswith("class_")  # no names given
     # Frames resized to the export's frame_size before sending: the graph's resize is then the identity.
-    resized = next(clients.clip_batches(video, indices[:1], frame_size=model.preprocessing["frame_size"]))
+    resized = next(video_client.clip_batches(video, indices[:1], frame_size=model.preprocessing["frame_size"]))
     assert resized.shape[2:4] == tuple(model.preprocessing["frame_size"])
     np.testing.assert_array_equal(runs["saved_model"].predict_clips(resized)["logits"],
                                   runs["saved_model"].predict_clips(read_frames(video, indices[0])[None])["logits"])
@@ -245,8 +252,8 @@ def test_clients_agree_with_the_keras_model(served):
 
 def test_rest_refusal_carries_the_servers_message(served):
     _, _, video, stand_in = served
-    client = clients.RestClient("http://x:1", "tiny", 8, transport=stand_in.transport)
-    with pytest.raises(clients.ServingError, match=r"expects `clips` of dtype uint8 and shape \(batch, 16,"):
+    client = RestClient("http://x:1", "tiny", 8, transport=stand_in.transport)
+    with pytest.raises(ServingError, match=r"expects `clips` of dtype uint8 and shape \(batch, 16,"):
         client.predict_video(video, clips="center")
 
 
@@ -307,14 +314,14 @@ def http_server(served):
 
 def test_rest_client_over_http(served, http_server, monkeypatch, capsys):
     model, _, video, stand_in = served
-    client = clients.RestClient(http_server, "tiny", 16, timeout=20)
+    client = RestClient(http_server, "tiny", 16, timeout=20)
     result = client.predict_video(video, clips="cover", batch_size=2)
     expected = reference_probabilities(model, video, result.clip_indices)
     np.testing.assert_allclose(result.probabilities, expected, atol=1e-5)
-    with pytest.raises(clients.ServingError, match="(?s)HTTP 400.*expects `clips`"):
-        clients.RestClient(http_server, "tiny", 8, timeout=20).predict_video(video, clips="center")
-    with pytest.raises(clients.ServingError, match="HTTP 404"):
-        clients.RestClient(http_server, "other", 16, timeout=20).predict_video(video, clips="center")
+    with pytest.raises(ServingError, match="(?s)HTTP 400.*expects `clips`"):
+        RestClient(http_server, "tiny", 8, timeout=20).predict_video(video, clips="center")
+    with pytest.raises(ServingError, match="HTTP 404"):
+        RestClient(http_server, "other", 16, timeout=20).predict_video(video, clips="center")
     # The command line over the same server.
     assert "predict" in COMMANDS
     url = f"{http_server}/v1/models/tiny/versions/3"
@@ -339,7 +346,7 @@ def test_grpc_client_over_a_local_server(served):
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        result = clients.GrpcClient.from_url(f"grpc://127.0.0.1:{port}/tiny", clip_len=16, timeout=20
+        result = GrpcClient.from_url(f"grpc://127.0.0.1:{port}/tiny", clip_len=16, timeout=20
                                              ).predict_video(video, clips=3, batch_size=3)
     finally:
         server.stop(grace=None).wait(5)

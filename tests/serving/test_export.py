@@ -14,6 +14,9 @@ import tensorflow as tf
 from keras_bert3d.data import transforms
 from keras_bert3d.models.builder import build_model, get_preset, list_models
 from keras_bert3d.serving import export as ex
+from keras_bert3d.serving import export_formats as formats
+from keras_bert3d.serving import model_files
+from keras_bert3d.serving import signatures as sig
 from models.tiny_presets import tiny_overrides
 
 RGB_PRESETS = [n for n in list_models() if get_preset(n)["preprocessing"]["modality"] == "rgb"]
@@ -42,13 +45,13 @@ def keras_reference(model, clips):
 
 def assert_matches(outputs, logits, probabilities, class_names):
     outputs = {k: np.asarray(v) for k, v in outputs.items()}
-    assert set(outputs) == set(ex.OUTPUT_KEYS)
+    assert set(outputs) == set(sig.OUTPUT_KEYS)
     # Random-initialised TGAP models reach logits of |100|+ (raw-pixel ResNeXt inputs): 1e-5 relative there,
     # and the probabilities move with the logits (by up to half a logit's change), so the same scale.
     scale = max(1.0, np.abs(logits).max())
     np.testing.assert_allclose(outputs["logits"], logits, rtol=0, atol=TOLERANCE * scale)
     np.testing.assert_allclose(outputs["probabilities"], probabilities, rtol=0, atol=TOLERANCE * scale)
-    k = min(ex.TOP_K, probabilities.shape[-1])
+    k = min(sig.TOP_K, probabilities.shape[-1])
     assert outputs["top_k_indices"].shape == (len(logits), k) and outputs["top_k_indices"].dtype == np.int32
     np.testing.assert_allclose(outputs["top_k_scores"], -np.sort(-probabilities)[:, :k], atol=TOLERANCE * scale)
     np.testing.assert_allclose(np.take_along_axis(probabilities, outputs["top_k_indices"], 1),
@@ -63,13 +66,13 @@ def check_export(model, path, clips, class_names, tfsm=True, normalized=True, lo
     through the signatures. Returns the loaded object."""
     x, logits, probabilities = keras_reference(model, clips)
     loaded = tf.saved_model.load(path) if loaded is None else loaded
-    assert_matches(loaded.signatures[ex.SERVING_SIGNATURE](clips=tf.constant(clips)), logits, probabilities,
+    assert_matches(loaded.signatures[sig.SERVING_SIGNATURE](clips=tf.constant(clips)), logits, probabilities,
                    class_names)
     if normalized:
-        assert_matches(loaded.signatures[ex.NORMALIZED_SIGNATURE](clips=tf.constant(x)), logits, probabilities,
+        assert_matches(loaded.signatures[sig.NORMALIZED_SIGNATURE](clips=tf.constant(x)), logits, probabilities,
                        class_names)
     if tfsm:
-        layer = keras.layers.TFSMLayer(path, call_endpoint=ex.SERVING_SIGNATURE)
+        layer = keras.layers.TFSMLayer(path, call_endpoint=sig.SERVING_SIGNATURE)
         assert_matches(layer(clips), logits, probabilities, class_names)
     return loaded
 
@@ -94,17 +97,17 @@ def test_every_rgb_preset_exports_reloads_and_predicts(name, tmp_path):
     path = ex.export_saved_model(model, str(tmp_path / name), warmup=False)
     assert path == str(tmp_path / name / "1")
     # predict_normalized calls the same stored forward function: checked on `tiny` and at full size (slow).
-    check_export(model, path, uint8_clips(model, 2, 45, 61), ex.default_class_names(6), normalized=False)
+    check_export(model, path, uint8_clips(model, 2, 45, 61), model_files.default_class_names(6), normalized=False)
 
 
 def test_flow_preset_takes_two_channels(tmp_path):
     model = build_model("flow_resneXt3D64f101", 3, **tiny_overrides("flow_resneXt3D64f101"))
     path = ex.export_saved_model(model, str(tmp_path / "flow"), warmup=False)
-    loaded = check_export(model, path, uint8_clips(model, 1, 40, 52), ex.default_class_names(3), tfsm=False)
-    spec = loaded.signatures[ex.SERVING_SIGNATURE].structured_input_signature[1][ex.INPUT_KEY]
+    loaded = check_export(model, path, uint8_clips(model, 1, 40, 52), model_files.default_class_names(3), tfsm=False)
+    spec = loaded.signatures[sig.SERVING_SIGNATURE].structured_input_signature[1][sig.INPUT_KEY]
     assert spec.shape.as_list() == [None, model.preprocessing["num_frames"], None, None, 2]
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"height, width, 2\); received shape"):
-        loaded.signatures[ex.SERVING_SIGNATURE](clips=tf.zeros([1, model.preprocessing["num_frames"], 40, 52, 3],
+        loaded.signatures[sig.SERVING_SIGNATURE](clips=tf.zeros([1, model.preprocessing["num_frames"], 40, 52, 3],
                                                                tf.uint8))
 
 
@@ -113,7 +116,7 @@ def test_flow_preset_takes_two_channels(tmp_path):
 def test_full_size_preset_exports_and_predicts(name, tmp_path):
     model = build_model(name, 10)
     path = ex.export_saved_model(model, str(tmp_path / name), warmup=False)
-    check_export(model, path, uint8_clips(model, 1, 240, 320), ex.default_class_names(10))
+    check_export(model, path, uint8_clips(model, 1, 240, 320), model_files.default_class_names(10))
 
 
 def test_layout_metadata_and_class_names(tiny, tiny_loaded):
@@ -123,7 +126,7 @@ def test_layout_metadata_and_class_names(tiny, tiny_loaded):
                  "assets.extra/tf_serving_warmup_requests"):
         assert os.path.exists(os.path.join(path, name)), name
     assert not [d for d in os.listdir(os.path.dirname(path)) if d.startswith(".")]  # no staging folder left
-    meta = ex.read_metadata(path)
+    meta = sig.read_metadata(path)
     assert meta["preprocessing"] == json.loads(json.dumps(model.preprocessing))
     assert meta["class_names"] == CLASS_NAMES and meta["model"] == model.name and meta["version"] == 1
     assert [c.decode() for c in tiny_loaded.class_names[0].numpy()] == CLASS_NAMES
@@ -132,14 +135,14 @@ def test_layout_metadata_and_class_names(tiny, tiny_loaded):
 
 def test_signatures_shapes_and_outputs(tiny, tiny_loaded):
     model, loaded = tiny[0], tiny_loaded
-    assert {ex.SERVING_SIGNATURE, ex.NORMALIZED_SIGNATURE} <= set(loaded.signatures)
+    assert {sig.SERVING_SIGNATURE, sig.NORMALIZED_SIGNATURE} <= set(loaded.signatures)
     prep = model.preprocessing
     frames, size = prep["num_frames"], prep["crop_size"]
-    expected = {ex.SERVING_SIGNATURE: ([None, frames, None, None, 3], tf.uint8),
-                ex.NORMALIZED_SIGNATURE: ([None, frames, size, size, 3], tf.float32)}
+    expected = {sig.SERVING_SIGNATURE: ([None, frames, None, None, 3], tf.uint8),
+                sig.NORMALIZED_SIGNATURE: ([None, frames, size, size, 3], tf.float32)}
     for name, (shape, dtype) in expected.items():
         signature = loaded.signatures[name]
-        spec = signature.structured_input_signature[1][ex.INPUT_KEY]
+        spec = signature.structured_input_signature[1][sig.INPUT_KEY]
         assert (spec.shape.as_list(), spec.dtype) == (shape, dtype)
         outputs = signature.structured_outputs
         assert {k: v.dtype for k, v in outputs.items()} == {
@@ -174,7 +177,7 @@ def test_saved_model_cli_show_and_run(tiny, tmp_path):
     np.save(tmp_path / "clips.npy", clips)
     commands = {"show": [SAVED_MODEL_CLI, "show", "--dir", path, "--all"],
                 "run": [SAVED_MODEL_CLI, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
-                        ex.SERVING_SIGNATURE, "--inputs", f"clips={tmp_path / 'clips.npy'}",
+                        sig.SERVING_SIGNATURE, "--inputs", f"clips={tmp_path / 'clips.npy'}",
                         "--outdir", str(tmp_path / "out")]}
     running = {k: subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for k, c in commands.items()}  # both at once: each spends seconds importing TensorFlow
@@ -196,12 +199,12 @@ EXPECTED_UINT8 = r"\(batch, 8, height, width, 3\); received shape\] "
 
 
 @pytest.mark.parametrize("signature,shape,dtype,pattern", [
-    (ex.SERVING_SIGNATURE, (1, 4, 40, 50, 3), tf.uint8, EXPECTED_UINT8 + r"\[1 4 40 50 3\]"),   # frames
-    (ex.SERVING_SIGNATURE, (8, 40, 50, 3), tf.uint8, EXPECTED_UINT8 + r"\[8 40 50 3\]"),         # no batch axis
-    (ex.SERVING_SIGNATURE, (1, 8, 40, 50, 4), tf.uint8, r"uint8 and shape \(batch, 8, height, width, 3\)"),
-    (ex.SERVING_SIGNATURE, (1, 8, 0, 50, 3), tf.uint8, r"received shape\] \[1 8 0 50 3\]"),
-    (ex.NORMALIZED_SIGNATURE, (1, 8, 33, 32, 3), tf.float32, r"float32 and shape \(batch, 8, 32, 32, 3\)"),
-    (ex.NORMALIZED_SIGNATURE, (2, 8, 32, 32), tf.float32, r"received shape\] \[2 8 32 32\]"),
+    (sig.SERVING_SIGNATURE, (1, 4, 40, 50, 3), tf.uint8, EXPECTED_UINT8 + r"\[1 4 40 50 3\]"),   # frames
+    (sig.SERVING_SIGNATURE, (8, 40, 50, 3), tf.uint8, EXPECTED_UINT8 + r"\[8 40 50 3\]"),         # no batch axis
+    (sig.SERVING_SIGNATURE, (1, 8, 40, 50, 4), tf.uint8, r"uint8 and shape \(batch, 8, height, width, 3\)"),
+    (sig.SERVING_SIGNATURE, (1, 8, 0, 50, 3), tf.uint8, r"received shape\] \[1 8 0 50 3\]"),
+    (sig.NORMALIZED_SIGNATURE, (1, 8, 33, 32, 3), tf.float32, r"float32 and shape \(batch, 8, 32, 32, 3\)"),
+    (sig.NORMALIZED_SIGNATURE, (2, 8, 32, 32), tf.float32, r"received shape\] \[2 8 32 32\]"),
 ])
 def test_bad_requests_say_what_was_expected(tiny_loaded, signature, shape, dtype, pattern):
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{signature} expects `clips` of dtype") as err:
@@ -212,8 +215,8 @@ def test_bad_requests_say_what_was_expected(tiny_loaded, signature, shape, dtype
 def test_wrong_dtype_is_refused_naming_the_expected_one(tiny, tiny_loaded):
     path = tiny[1]
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor but is a float"):
-        tiny_loaded.signatures[ex.SERVING_SIGNATURE](clips=tf.zeros([1, 8, 40, 50, 3], tf.float32))
-    layer = keras.layers.TFSMLayer(path, call_endpoint=ex.SERVING_SIGNATURE)
+        tiny_loaded.signatures[sig.SERVING_SIGNATURE](clips=tf.zeros([1, 8, 40, 50, 3], tf.float32))
+    layer = keras.layers.TFSMLayer(path, call_endpoint=sig.SERVING_SIGNATURE)
     with pytest.raises((TypeError, ValueError), match=r"shape=\(None, 8, None, None, 3\), dtype=tf.uint8"):
         layer(np.zeros([1, 8, 40, 50, 3], np.float32))
 
@@ -221,24 +224,14 @@ def test_wrong_dtype_is_refused_naming_the_expected_one(tiny, tiny_loaded):
 def test_versions_and_argument_errors(tiny, tmp_path):
     model, path = tiny
     base = os.path.dirname(path)
-    assert ex.next_version(base) == 2 and ex.next_version(str(tmp_path / "none")) == 1
+    assert model_files.next_version(base) == 2 and model_files.next_version(str(tmp_path / "none")) == 1
     with pytest.raises(ValueError, match="exists"):
         ex.export_saved_model(model, base, version=1)
     for kwargs, pattern in [({"version": 0}, "version"), ({"class_names": ["a"]}, "5 classes but 1 class names"),
                             ({"top_k": 0}, "top_k"), ({"preprocessing": {"num_frames": 8}}, "lacks")]:
         with pytest.raises(ValueError, match=pattern):
             ex.export_saved_model(model, base, **kwargs)
-    assert ex.next_version(base) == 2  # nothing was written
-
-
-def test_read_class_names(tmp_path):
-    (tmp_path / "names.txt").write_text("Apply Eye Makeup\n\nArchery\r\n")
-    (tmp_path / "names.json").write_text(json.dumps(["a", "b"]))
-    (tmp_path / "bad.json").write_text(json.dumps({"a": 1}))
-    assert ex.read_class_names(str(tmp_path / "names.txt")) == ["Apply Eye Makeup", "Archery"]
-    assert ex.read_class_names(str(tmp_path / "names.json")) == ["a", "b"]
-    with pytest.raises(ValueError, match="JSON list of strings"):
-        ex.read_class_names(str(tmp_path / "bad.json"))
+    assert model_files.next_version(base) == 2  # nothing was written
 
 
 def _tiny_functional(layer, channels=3, frames=4, size=8):
@@ -255,7 +248,7 @@ def test_onnx_matches_keras_for_r2plus1d(tiny, tmp_path):
     ort = pytest.importorskip("onnxruntime")
     model, _ = tiny
     x, logits, _ = keras_reference(model, uint8_clips(model, 2, 40, 40))
-    path = ex.export_onnx(model, str(tmp_path / "tiny.onnx"), batch_size=None)  # any batch: 2 clips here
+    path = formats.export_onnx(model, str(tmp_path / "tiny.onnx"), batch_size=None)  # any batch: 2 clips here
     session = ort.InferenceSession(path)
     got = session.run(None, {session.get_inputs()[0].name: x.astype(np.float32)})[0]
     np.testing.assert_allclose(got, logits, atol=TOLERANCE)
@@ -267,9 +260,9 @@ def test_onnx_lstm_head_converts_with_a_fixed_batch(tmp_path):
     name = "rgb_resneXt3D64f101_FRMB_lstm"
     model = build_model(name, 3, **tiny_overrides(name))
     with pytest.raises(ValueError, match=r"(?s)invalid model: .*MatMul.*\(try batch_size=1\)"):
-        ex.export_onnx(model, str(tmp_path / "any.onnx"), batch_size=None)
+        formats.export_onnx(model, str(tmp_path / "any.onnx"), batch_size=None)
     assert not os.path.exists(tmp_path / "any.onnx")
-    session = ort.InferenceSession(ex.export_onnx(model, str(tmp_path / "one.onnx")))
+    session = ort.InferenceSession(formats.export_onnx(model, str(tmp_path / "one.onnx")))
     x = np.random.default_rng(3).standard_normal((1, *model.input.shape[1:])).astype(np.float32)
     np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0],
                                np.asarray(model(x, training=False)), atol=TOLERANCE)
@@ -279,15 +272,15 @@ def test_onnx_refuses_grouped_conv3d(tmp_path):
     pytest.importorskip("tf2onnx")
     model, _ = _tiny_functional(keras.layers.Conv3D(4, 3, groups=2, padding="same"), channels=4)
     with pytest.raises(ValueError, match="StatefulPartitionedCall"):
-        ex.export_onnx(model, str(tmp_path / "grouped.onnx"))
+        formats.export_onnx(model, str(tmp_path / "grouped.onnx"))
     assert not os.path.exists(tmp_path / "grouped.onnx")
 
 
 def test_litert_matches_the_saved_model(tiny, tmp_path):
     model, path = tiny
-    tflite = ex.export_litert(path, str(tmp_path / "tiny.tflite"))
+    tflite = formats.export_litert(path, str(tmp_path / "tiny.tflite"))
     x, logits, probabilities = keras_reference(model, uint8_clips(model, 1, 40, 40))
-    got = ex.run_litert(tflite, x.astype(np.float32))
+    got = formats.run_litert(tflite, x.astype(np.float32))
     np.testing.assert_allclose(got["probabilities"], probabilities, atol=TOLERANCE)
     np.testing.assert_allclose(got["logits"], logits, atol=TOLERANCE)
     assert "top_k_classes" not in got and got["top_k_indices"].tolist() == np.argsort(-probabilities)[:, :5].tolist()
@@ -297,8 +290,8 @@ def test_litert_names_the_ops_it_lacks(tmp_path):
     model, prep = _tiny_functional(keras.layers.MaxPooling3D(2))
     path = ex.export_saved_model(model, str(tmp_path / "toy"), preprocessing=prep, warmup=False)
     with pytest.raises(ValueError, match="no builtin for MaxPool3D; pass select_tf_ops=True"):
-        ex.export_litert(path, str(tmp_path / "toy.tflite"))
-    assert os.path.getsize(ex.export_litert(path, str(tmp_path / "toy.tflite"), select_tf_ops=True)) > 0
+        formats.export_litert(path, str(tmp_path / "toy.tflite"))
+    assert os.path.getsize(formats.export_litert(path, str(tmp_path / "toy.tflite"), select_tf_ops=True)) > 0
 
 
 def test_bert3d_export_command_and_training_script(tiny, tmp_path, monkeypatch, capsys):
@@ -317,7 +310,7 @@ def test_bert3d_export_command_and_training_script(tiny, tmp_path, monkeypatch, 
     assert (tmp_path / "tiny.tflite").stat().st_size > 0
     first = tmp_path / "saved_models" / model.name / "1"  # the default: saved_models/<name>/<next version>
     assert (first / "saved_model.pb").is_file() and not (first / "assets.extra").exists()
-    assert ex.read_metadata(str(first))["class_names"] == CLASS_NAMES
+    assert sig.read_metadata(str(first))["class_names"] == CLASS_NAMES
     assert f'name: "{model.name}"' in (tmp_path / "saved_models" / "models.config").read_text()
     printed = capsys.readouterr().out
     assert f"wrote saved_models/{model.name}/1" in printed and "docker run" in printed

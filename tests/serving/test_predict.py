@@ -11,6 +11,7 @@ from keras_bert3d.cli import predict
 from keras_bert3d.data import sampling
 from keras_bert3d.data.synthetic import write_synthetic_dataset, write_video
 from keras_bert3d.models.builder import build_model
+from keras_bert3d.serving.attention import cls_attention, draw_explanation
 from keras_bert3d.serving.export import export_saved_model
 
 TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -132,6 +133,14 @@ def test_flow_models_are_refused():
     predict._check_rgb(types.SimpleNamespace(preprocessing={}), "http://served")  # servers: not known, allowed
 
 
+def test_cls_attention_is_row_zero_averaged_over_heads():
+    scores = np.random.default_rng(1).dirichlet(np.ones(5), size=(2, 3, 5))  # (batch, heads, N + 1, N + 1)
+    rows = cls_attention(scores)
+    assert rows.shape == (2, 5)
+    np.testing.assert_allclose(rows[1], (scores[1, 0, 0] + scores[1, 1, 0] + scores[1, 2, 0]) / 3, atol=1e-12)
+    np.testing.assert_allclose(rows.sum(axis=1), 1, atol=1e-12)  # still one distribution over the keys
+
+
 def test_draw_explanation_with_two_berts(tmp_path):
     """SlowFast late fusion: a slow BERT over 8 tokens and a fast one over 32, one bar chart each."""
     from PIL import Image
@@ -141,8 +150,8 @@ def test_draw_explanation_with_two_berts(tmp_path):
     rng = np.random.default_rng(0)
     attention = {"bert_slow": rng.dirichlet(np.ones(9))[1:], "bert_fast": rng.dirichlet(np.ones(33))[1:]}
     one, two = tmp_path / "one.png", tmp_path / "two.png"
-    predict.draw_explanation(frames, {"bert_slow": attention["bert_slow"]}, "one", one, np.arange(100, 164))
-    predict.draw_explanation(frames, attention, "two", two, np.arange(100, 164))
+    draw_explanation(frames, {"bert_slow": attention["bert_slow"]}, "one", one, np.arange(100, 164))
+    draw_explanation(frames, attention, "two", two, np.arange(100, 164))
     small, large = (np.asarray(Image.open(p).convert("RGB")).astype(int) for p in (one, two))
     assert large.shape[0] > small.shape[0] and large.shape[1] == small.shape[1]  # one more chart row
     blue = (large[..., 2] > 200) & (large[..., 0] < 60) & (large[..., 1] < 60)

@@ -13,8 +13,10 @@ from keras_bert3d.cli import main
 from keras_bert3d.data.synthetic import write_video
 from keras_bert3d.data.video_reader import stream_frames
 from keras_bert3d.models.builder import build_model
-from keras_bert3d.serving import clients
+from keras_bert3d.serving.grpc_client import GrpcClient
 from keras_bert3d.serving.local_clients import KerasClient
+from keras_bert3d.serving.rest_client import RestClient
+from keras_bert3d.serving.video_client import VideoClient
 from keras_bert3d.serving.timeline import (expected_windows, parse_stride, predict_timeline, sliding_windows)
 
 TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -156,9 +158,9 @@ def test_served_models_give_the_same_timeline(rigged, tmp_path):
     export = export_saved_model(model, str(tmp_path / "rigged"), class_names=CLASSES, version=1, warmup=False)
     stand_in = ServingStandIn(export, name="rigged")
     local = predict_timeline(video, model, stride=16, class_names=CLASSES)
-    rest = predict_timeline(video, clients.RestClient("http://localhost:8501", "rigged", transport=stand_in.transport),
+    rest = predict_timeline(video, RestClient("http://localhost:8501", "rigged", transport=stand_in.transport),
                             stride=16)
-    grpc = predict_timeline(video, clients.GrpcClient("localhost:8500", "rigged", stub=stand_in), stride=16)
+    grpc = predict_timeline(video, GrpcClient("localhost:8500", "rigged", stub=stand_in), stride=16)
     for served in (rest, grpc):
         assert served.windows == local.windows and served.attention is None
         np.testing.assert_allclose(served.probabilities, local.probabilities, atol=2e-4)
@@ -190,7 +192,7 @@ def test_memory_stays_flat_in_the_videos_length(tmp_path):
     assert peaks["long"][1] < 400 * frame  # the 1500 frames held would be 1500 * frame
     assert peaks["long"][1] < peaks["short"][1] * 1.25 + 20 * frame
 
-class MeanColour(clients.VideoClient):
+class MeanColour(VideoClient):
     """A model stand-in without TensorFlow: class k's probability is the share of colour channel k."""
 
     def predict_clips(self, clips):

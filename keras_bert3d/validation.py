@@ -66,3 +66,12 @@ def remat_stages(remat, num_stages):
         return remat
     raise ValueError(f"`remat` must be True, False or a number of leading stages 1..{num_stages}; "
                      f"received remat={remat!r}")
+
+
+def check_int_range(name, value, low, high=None):
+    """``value`` must be an int in ``low..high`` (``high=None``: no upper bound); returns it."""
+    if (isinstance(value, bool) or not isinstance(value, int) or value < low
+            or (high is not None and value > high)):
+        bounds = f"an int >= {low}" if high is None else f"an int in {low}..{high}"
+        raise ValueError(f"`{name}` must be {bounds}; received {name}={value!r}")
+    return value

@@ -10,22 +10,21 @@ import os
 
 from keras_bert3d.data import frame_folders
 from keras_bert3d.data.records import VideoIndex, VideoRecord
+from keras_bert3d.data.video_container import is_video_file
 from keras_bert3d.data.video_reader import VideoDecodeError, count_decodable_frames, probe, read_frames
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
-                    ".ogv")
 JPEG_MAGIC = b"\xff\xd8"
 
 
 def find_videos(root):
-    """Every video file under ``root`` (by extension), sorted."""
+    """Every video file under ``root`` (by extension: `VIDEO_EXTENSIONS`), sorted."""
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"not a folder: {root}")
     found = []
     for folder, dirs, files in os.walk(root):
         dirs.sort()
-        found += [os.path.join(folder, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+        found += [os.path.join(folder, f) for f in sorted(files) if is_video_file(f)]
     return found
 
 

@@ -19,12 +19,12 @@ import shutil
 
 import numpy as np
 
+from keras_bert3d.data import check
 from keras_bert3d.data.jpeg_frames import video_chunks
 from keras_bert3d.data.parallel import ordered_map
 from keras_bert3d.progress import Progress
 
 DEFAULT_BOUND = 20.0
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp")
 INSTALL_HINT = "pip install 'keras_bert3d[flow]'  (opencv-contrib-python-headless)"
 
 
@@ -133,12 +133,7 @@ def find_videos(root_or_index):
         return [(e["path"], e.get("label")) for e in entries]
     if not os.path.isdir(source):
         raise FileNotFoundError(f"{source}: no such folder or index file")
-    found = []
-    for folder, dirs, files in os.walk(source):
-        dirs.sort()
-        found.extend((os.path.join(folder, name), None) for name in sorted(files)
-                     if name.lower().endswith(VIDEO_EXTENSIONS))
-    return found
+    return [(path, None) for path in check.find_videos(source)]
 
 
 def _folder_name(path):

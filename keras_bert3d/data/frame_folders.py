@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from keras_bert3d.data.video_reader import VideoDecodeError
+from keras_bert3d.data.video_container import VideoDecodeError
 
 MODALITIES = ("rgb", "flow")
 RGB_PREFIX = "img_"

@@ -2,9 +2,10 @@
 import numbers
 import os
 import warnings
+
+from keras_bert3d.data.video_container import VIDEO_EXTENSIONS
 from keras_bert3d.validation import check_choice  # noqa: F401 - re-exported for the index modules
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 SHOWN_MISSING = 10  # how many missing entries the warning names
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from keras_bert3d.models.video_preprocessor import crop_offsets
 from keras_bert3d.models.video_preprocessor import normalize as normalize_rule
-from keras_bert3d.validation import check_choice
+from keras_bert3d.validation import check_choice, check_positive_number
 
 MULTI_SCALE_RATIOS = (1.0, 0.875, 0.75, 0.66)
 NUM_CROPS = (1, 3, 10)
@@ -173,8 +173,7 @@ def normalize(clip, preprocessing):
 
 def _beta(alpha, seed):
     """``lam ~ Beta(alpha, alpha)``, after checking ``alpha > 0``."""
-    if alpha <= 0:
-        raise ValueError(f"`alpha` must be > 0; received alpha={alpha}")
+    check_positive_number("alpha", alpha)
     a = _gamma(alpha, _seed(seed, 4))
     b = _gamma(alpha, _seed(seed, 5))
     return a / (a + b)

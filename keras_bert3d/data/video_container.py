@@ -15,6 +15,13 @@ def is_video_file(name):
     return name.lower().endswith(VIDEO_EXTENSIONS)
 
 
+def check_frame_indices(indices):
+    """0-based frame ``indices`` (a NumPy array) must be >= 0; a ValueError echoing them otherwise."""
+    if indices.size and indices.min() < 0:
+        raise ValueError(f"frame indices must be >= 0; received {indices.tolist()}")
+    return indices
+
+
 class VideoDecodeError(ValueError):
     """A video that cannot give the frames asked for; the message names the file and the reason."""
 

@@ -20,7 +20,7 @@ import typing
 import numpy as np
 
 from keras_bert3d.data.frame_timing import Clock, frame_table, packets_end, probe
-from keras_bert3d.data.video_container import VideoDecodeError, VideoInfo, import_av, open_video
+from keras_bert3d.data.video_container import VideoDecodeError, VideoInfo, check_frame_indices, import_av, open_video
 
 # Called as ``_frame_hook(path, frame_index)`` for every frame the decoder outputs; tests set it
 # to count decoded frames. None in normal use.
@@ -112,9 +112,7 @@ def read_frames(path, indices):
     """
     av = import_av()
     path = os.fspath(path)
-    indices = np.asarray(indices, dtype=np.int64).reshape(-1)
-    if indices.size and indices.min() < 0:
-        raise ValueError(f"frame indices must be >= 0; received {indices.tolist()}")
+    indices = check_frame_indices(np.asarray(indices, dtype=np.int64).reshape(-1))
     container, stream = open_video(path)
     try:
         height, width = stream.codec_context.height, stream.codec_context.width

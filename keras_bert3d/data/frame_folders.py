@@ -12,8 +12,6 @@ error a pipeline counts and skips for a bad video.
 import os
 import re
 
-import numpy as np
-
 from keras_bert3d.data.video_container import VideoDecodeError, check_frame_indices
 from keras_bert3d.validation import check_choice
 
@@ -87,6 +85,8 @@ def frame_files(folder, indices, modality="rgb", num_frames=None):
         VideoDecodeError: the folder is missing or has fewer frames than ``max(indices) + 1``.
     """
     templates = file_templates(folder, modality)
+    import numpy as np  # here: `bert3d index` imports this module for its layouts and stays without NumPy
+
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if not indices.size:
         return []

@@ -109,8 +109,9 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
     Returns:
         An `InputPipeline` ``(dataset, bad_videos)``: the prefetched `tf.data.Dataset` and the
         `BadVideoCounter` its skipped videos are counted in (as the dataset runs). The dataset's elements:
-        train/val: ``(clips, labels)`` with clips float32 ``(B, T, S, S, C)`` normalised and labels int32 ``(B,)``. test: one element per video,
-        ``(views, label)`` with views float32 ``(N, T, S, S, C)``, ``N = crops_per_clip * clips``, crop-major
+        train/val: ``(clips, labels)`` with clips float32 ``(B, T, S, S, C)`` normalised and labels int32 ``(B,)``.
+        test: one element per video, ``(views, label)`` with views float32 ``(N, T, S, S, C)``,
+        ``N = crops_per_clip * clips``, crop-major
         (view ``k`` is crop ``k // clips`` of clip ``k % clips``); average the logits over ``N``.
         Elements follow the index order when ``shuffle`` is off, minus skipped videos.
     """

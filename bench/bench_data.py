@@ -103,7 +103,7 @@ def clips_per_second(dataset, seconds, warmup, min_batches):
 
 def bench_sources(root, video_index, frames_index, args):
     from keras_bert3d.data.pipeline import make_dataset
-    from keras_bert3d.data.tfrecord import write_tfrecords
+    from keras_bert3d.data.tfrecord_writer import write_tfrecords
     from keras_bert3d.models.builder import get_preset
 
     rows = []
@@ -117,7 +117,8 @@ def bench_sources(root, video_index, frames_index, args):
         rates = {source: [] for source in SOURCES}
         for _ in range(args.rounds):  # round-robin, a fresh pipeline each time: load drifts hit all alike
             for source in SOURCES:
-                dataset = make_dataset(inputs[source], prep, mode="train", batch_size=BATCH, source=source, seed=0)
+                dataset = make_dataset(inputs[source], prep, mode="train", batch_size=BATCH, source=source,
+                                       seed=0).dataset
                 rates[source].append(clips_per_second(dataset, args.seconds, args.warmup, args.min_batches)[0])
                 del dataset
         for source in SOURCES:

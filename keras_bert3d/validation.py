@@ -1,4 +1,5 @@
 """Argument checks shared by every layer and backbone: a ValueError that echoes what was received."""
+import numbers
 
 
 def _is_positive_int(value):
@@ -73,3 +74,19 @@ def check_not_both(first, first_value, second, second_value):
     if first_value is not None and second_value is not None:
         raise ValueError(f"give a {first} or a {second}, not both; received {first}={first_value!r}, "
                          f"{second}={second_value!r}")
+
+
+def check_int_range(name, value, low, high=None):
+    """``value`` must be an int in ``low..high`` (``high=None``: no upper bound); returns it."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low
+            or (high is not None and value > high)):
+        bounds = f"an int >= {low}" if high is None else f"an int in {low}..{high}"
+        raise ValueError(f"`{name}` must be {bounds}; received {name}={value!r}")
+    return value
+
+
+def check_positive_number(name, value):
+    """``value`` must be a number > 0 (int or float, not a bool); returns it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+        raise ValueError(f"`{name}` must be > 0; received {name}={value!r}")
+    return value

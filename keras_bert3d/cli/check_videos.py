@@ -22,7 +22,7 @@ def add_arguments(parser):
 
 def collect(args):
     """What ``args.target`` names: a VideoIndex or a list of paths."""
-    from keras_bert3d.data.check import find_videos, read_path_list
+    from keras_bert3d.data.check import find_videos, read_index_json, read_path_list
 
     target = args.target
     if args.dataset is not None:
@@ -40,11 +40,7 @@ def collect(args):
 
         return csv_index(target, args.root)
     if ext == ".json":
-        with open(target, encoding="utf-8") as f:
-            entries = json.load(f)
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and "path" in e for e in entries):
-            raise ValueError(f"{target}: expected a JSON list of objects with a 'path' (bert3d index --json)")
-        return [e["path"] for e in entries]
+        return [path for path, _ in read_index_json(target)]
     return read_path_list(target, args.root)
 
 

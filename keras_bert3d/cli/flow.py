@@ -18,11 +18,10 @@ def add_arguments(parser):
 def run(args):
     from keras_bert3d.cli.to_tfrecord import parse_frame_size
     from keras_bert3d.data.flow import extract_flow_dataset
+    from keras_bert3d.validation import check_int_range, check_positive_int
 
-    if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1; received {args.workers}")
-    if not 1 <= args.quality <= 100:
-        raise ValueError(f"--quality must be in 1..100; received {args.quality}")
+    check_positive_int("--workers", args.workers)
+    check_int_range("--quality", args.quality, 1, 100)
     size = parse_frame_size(args.size) if args.size else None
     report = extract_flow_dataset(args.source, args.out_dir, workers=args.workers, bound=args.bound, size=size,
                                   write_rgb=args.rgb, jpeg_quality=args.quality, progress=not args.no_progress)

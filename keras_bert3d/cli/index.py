@@ -4,7 +4,9 @@ import os
 import sys
 import warnings
 
-DATASETS = ("ucf101", "hmdb51", "kinetics", "frames", "folders", "csv")
+from keras_bert3d.data.frame_folders import FRAME_LAYOUTS
+from keras_bert3d.data.indexes import DATASETS
+
 CLASS_ORDER = {
     "ucf101": "classInd.txt order",
     "hmdb51": "sorted class names (the standard order)",
@@ -24,7 +26,8 @@ def add_arguments(parser):
     parser.add_argument("--split", type=int, default=1, help="1, 2 or 3 (default 1)")
     parser.add_argument("--subset", default="train", choices=("train", "val", "test"),
                         help="train or test (Kinetics: train, val or test; default train)")
-    parser.add_argument("--modality", default="rgb", choices=("rgb", "flow"), help="frame folders: rgb or flow")
+    parser.add_argument("--modality", default="rgb", choices=tuple(FRAME_LAYOUTS),
+                        help="frame folders: rgb or flow")
     parser.add_argument("--classes", default=None, help="class order file (kinetics, frames)")
     parser.add_argument("--rows", type=int, default=10, help="how many rows to show (default 10)")
     parser.add_argument("--json", action="store_true",
@@ -48,9 +51,9 @@ def format_rows(index, count):
 
 def run(args):
     from keras_bert3d.data.indexes import build_index
+    from keras_bert3d.validation import check_int_range
 
-    if args.rows < 0:
-        raise ValueError(f"--rows must be >= 0; received {args.rows}")
+    check_int_range("--rows", args.rows, 0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         index = build_index(args.dataset, args.root, annotations=args.annotations, split=args.split,

@@ -33,7 +33,7 @@ def parse_frame_size(text):
 
 def run(args):
     from keras_bert3d.data.indexes import build_index
-    from keras_bert3d.data.tfrecord import write_tfrecords
+    from keras_bert3d.data.tfrecord_writer import write_tfrecords
 
     frame_size, modality = None, args.modality
     if args.preset:

@@ -1,12 +1,11 @@
 """Bad input never stops training: the pipeline skips a video that will not decode and counts it here.
 
-`BadVideoCounter` is filled from the pipeline's decoding threads (thread-safe); `BadVideoReport` is a
-Keras callback that prints (and logs) what was skipped during each epoch.
+`BadVideoCounter` is filled from the pipeline's decoding threads (thread-safe); `make_dataset` returns it beside
+the dataset. `keras_bert3d.training.bad_video_report.BadVideoReport` prints (and logs) what was skipped during
+each epoch.
 """
 import logging
 import threading
-
-import keras
 
 logger = logging.getLogger("keras_bert3d.data")
 
@@ -110,38 +109,3 @@ class BadVideoCounter:
             return "no bad videos skipped"
         parts = ", ".join(f"{name}: {count}" for name, count in sorted(counts.items()))
         return f"{total} bad video{'s' if total != 1 else ''} skipped ({parts})"
-
-
-class BadVideoReport(keras.callbacks.Callback):
-    """Reports at the end of each epoch how many videos were skipped during it, per reason.
-
-    Args:
-        counter: the `BadVideoCounter` of the training (and validation) datasets, e.g.
-            ``dataset.bad_videos`` from `make_dataset`.
-        verbose: 1 prints the line (when something was skipped), 0 only logs it.
-    """
-
-    def __init__(self, counter, verbose=1):
-        super().__init__()
-        if not isinstance(counter, BadVideoCounter):
-            raise ValueError(f"`counter` must be a BadVideoCounter; received counter={counter!r}")
-        if verbose not in (0, 1):
-            raise ValueError(f"`verbose` must be 0 or 1; received verbose={verbose}")
-        self.counter = counter
-        self.verbose = verbose
-        self._seen = {}
-        self.history = []  # per epoch: {category: skips during that epoch}
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = self.counter.counts()
-        during = {name: count - self._seen.get(name, 0) for name, count in now.items()
-                  if count - self._seen.get(name, 0) > 0}
-        self._seen = now
-        self.history.append(during)
-        line = f"Epoch {epoch + 1}: {self.counter.summary(during)}"
-        if during:
-            logger.warning(line)
-            if self.verbose:
-                print(line, flush=True)
-        else:
-            logger.info(line)

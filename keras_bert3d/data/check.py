@@ -10,23 +10,40 @@ import os
 
 from keras_bert3d.data import frame_folders
 from keras_bert3d.data.records import VideoIndex, VideoRecord
+from keras_bert3d.data.video_container import is_video_file
 from keras_bert3d.data.video_reader import VideoDecodeError, count_decodable_frames, probe, read_frames
+from keras_bert3d.validation import check_positive_int
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp",
-                    ".ogv")
 JPEG_MAGIC = b"\xff\xd8"
 
 
 def find_videos(root):
-    """Every video file under ``root`` (by extension), sorted."""
+    """Every video file under ``root`` (by extension: `VIDEO_EXTENSIONS`), sorted."""
     root = os.fspath(root)
     if not os.path.isdir(root):
         raise FileNotFoundError(f"not a folder: {root}")
     found = []
     for folder, dirs, files in os.walk(root):
         dirs.sort()
-        found += [os.path.join(folder, f) for f in sorted(files) if os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
+        found += [os.path.join(folder, f) for f in sorted(files) if is_video_file(f)]
     return found
+
+
+def read_index_json(path):
+    """``(path, label or None)`` for each entry of an index JSON file (`bert3d index --json`: a list of objects
+    with ``path`` and optionally ``label``; or an object holding that list as ``records`` or ``videos``)."""
+    import json
+
+    with open(path, encoding="utf-8") as f:
+        try:
+            entries = json.load(f)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not an index JSON file ({err})") from None
+    if isinstance(entries, dict):
+        entries = entries.get("records", entries.get("videos"))
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "path" in e for e in entries):
+        raise ValueError(f"{path}: expected a JSON list of objects with a 'path' (bert3d index --json)")
+    return [(e["path"], e.get("label")) for e in entries]
 
 
 def read_path_list(list_file, root=None):
@@ -137,16 +154,13 @@ def check_videos(paths_or_index, min_frames=None, workers=None, deep=False):
     Returns:
         ``{"checked": n, "bad": [{"path": ..., "reason": ...}, ...]}`` in input order.
     """
-    if min_frames is not None and (isinstance(min_frames, bool) or not isinstance(min_frames, int) or min_frames < 1):
-        raise ValueError(f"min_frames must be a positive integer or None; received min_frames={min_frames!r}")
+    check_positive_int("min_frames", min_frames, optional=True)
     if isinstance(paths_or_index, (str, os.PathLike)):
         raise ValueError(f"check_videos takes a VideoIndex or a list of paths; received the single path "
                          f"{os.fspath(paths_or_index)!r} (use find_videos(root) or read_path_list(file))")
     items = list(paths_or_index)
     missing = list(paths_or_index.missing) if isinstance(paths_or_index, VideoIndex) else []
-    workers = workers or os.cpu_count() or 1
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1; received workers={workers}")
+    workers = check_positive_int("workers", workers or os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         reasons = list(pool.map(lambda item: check_one(item, min_frames, deep), items))
     bad = [{"path": os.fspath(m), "reason": "missing (listed by the index, not on disk)"} for m in missing]

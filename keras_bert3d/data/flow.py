@@ -19,12 +19,13 @@ import shutil
 
 import numpy as np
 
+from keras_bert3d.data import check
 from keras_bert3d.data.jpeg_frames import video_chunks
 from keras_bert3d.data.parallel import ordered_map
 from keras_bert3d.progress import Progress
+from keras_bert3d.validation import check_positive_ints, check_positive_number
 
 DEFAULT_BOUND = 20.0
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".mpg", ".mpeg", ".m4v", ".flv", ".wmv", ".3gp")
 INSTALL_HINT = "pip install 'keras_bert3d[flow]'  (opencv-contrib-python-headless)"
 
 
@@ -42,8 +43,7 @@ def import_cv2():
 
 def flow_to_uint8(flow, bound=DEFAULT_BOUND):
     """Flow in pixels -> uint8: clipped to ``[-bound, bound]``, mapped linearly to 0..255."""
-    if bound <= 0:
-        raise ValueError(f"bound must be > 0; received {bound}")
+    check_positive_number("bound", bound)
     flow = np.clip(np.asarray(flow, np.float32), -bound, bound)
     return np.rint((flow + bound) * (255.0 / (2.0 * bound))).astype(np.uint8)
 
@@ -79,10 +79,9 @@ def extract_flow(video_path, out_folder, bound=DEFAULT_BOUND, size=None, write_r
     from keras_bert3d.data.video_reader import VideoDecodeError
 
     cv2 = import_cv2()
-    if bound <= 0:
-        raise ValueError(f"bound must be > 0; received {bound}")
-    if size is not None and (len(size) != 2 or min(int(v) for v in size) < 1):
-        raise ValueError(f"size must be [height, width] or None; received {size}")
+    check_positive_number("bound", bound)
+    if size is not None:
+        check_positive_ints("size", [int(v) for v in size], length=2)
     out_folder = os.fspath(out_folder).rstrip(os.sep)
     tmp = out_folder + ".tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -119,26 +118,10 @@ def find_videos(root_or_index):
     list of objects with ``path`` and optionally ``label``) or every video file under a folder."""
     source = os.fspath(root_or_index)
     if os.path.isfile(source):
-        import json
-
-        with open(source, encoding="utf-8") as f:
-            try:
-                entries = json.load(f)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{source}: not an index JSON file ({err})") from None
-        if isinstance(entries, dict):
-            entries = entries.get("records", entries.get("videos"))
-        if not isinstance(entries, list) or not all(isinstance(e, dict) and "path" in e for e in entries):
-            raise ValueError(f"{source}: expected a JSON list of objects with a 'path' (bert3d index --json)")
-        return [(e["path"], e.get("label")) for e in entries]
+        return check.read_index_json(source)
     if not os.path.isdir(source):
         raise FileNotFoundError(f"{source}: no such folder or index file")
-    found = []
-    for folder, dirs, files in os.walk(source):
-        dirs.sort()
-        found.extend((os.path.join(folder, name), None) for name in sorted(files)
-                     if name.lower().endswith(VIDEO_EXTENSIONS))
-    return found
+    return [(path, None) for path in check.find_videos(source)]
 
 
 def _folder_name(path):

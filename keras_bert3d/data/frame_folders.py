@@ -12,20 +12,20 @@ error a pipeline counts and skips for a bad video.
 import os
 import re
 
-import numpy as np
+from keras_bert3d.data.video_container import VideoDecodeError, check_frame_indices
+from keras_bert3d.validation import check_choice
 
-from keras_bert3d.data.video_reader import VideoDecodeError
-
-MODALITIES = ("rgb", "flow")
 RGB_PREFIX = "img_"
 FLOW_PREFIXES = ("flow_x_", "flow_y_")
-_NAME = {"rgb": re.compile(r"^img_(\d{5,})\.jpg$"), "flow": re.compile(r"^flow_x_(\d{5,})(?:\.jpg)?$")}
+# The frame files of each modality (of `keras_bert3d.models.video_preprocessor.MODALITIES`): the rule of their
+# names (the number is the frame's) and how an error shows it.
+FRAME_LAYOUTS = {"rgb": (re.compile(r"^img_(\d{5,})\.jpg$"), "img_NNNNN.jpg"),
+                 "flow": (re.compile(r"^flow_x_(\d{5,})(?:\.jpg)?$"), "flow_x_NNNNN[.jpg]")}
 
 
-def _check_modality(modality):
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}; received modality={modality!r}")
-    return modality
+def check_modality(modality):
+    """``modality`` when frame folders have a layout for it (``"rgb"``, ``"flow"``), else a ValueError."""
+    return check_choice("modality", modality, tuple(FRAME_LAYOUTS))
 
 
 def _check_folder(folder):
@@ -43,17 +43,17 @@ def flow_extension(folder):
         if os.path.isfile(os.path.join(folder, f"flow_x_00001{ext}")):
             return ext
     for name in sorted(os.listdir(folder)):  # a folder whose first frame is gone: look at any file
-        match = _NAME["flow"].match(name)
+        match = FRAME_LAYOUTS["flow"][0].match(name)
         if match:
             return ".jpg" if name.endswith(".jpg") else ""
-    raise VideoDecodeError(folder, "has no flow frames (flow_x_NNNNN[.jpg])")
+    raise VideoDecodeError(folder, f"has no flow frames ({FRAME_LAYOUTS['flow'][1]})")
 
 
 def file_templates(folder, modality="rgb"):
     """printf-style path templates of the frame files, numbered from 1: ``(".../img_%05d.jpg",)``
     for RGB, ``(".../flow_x_%05d<ext>", ".../flow_y_%05d<ext>")`` for flow."""
     folder = _check_folder(folder)
-    if _check_modality(modality) == "rgb":
+    if check_modality(modality) == "rgb":
         return (os.path.join(folder, RGB_PREFIX + "%05d.jpg"),)
     ext = flow_extension(folder)
     return tuple(os.path.join(folder, prefix + "%05d" + ext) for prefix in FLOW_PREFIXES)
@@ -63,11 +63,10 @@ def count_frames(folder, modality="rgb"):
     """The number of frames in a folder: ``img_*.jpg`` files (RGB), ``flow_x_*`` files (flow, as the
     reference counts them). Raises `VideoDecodeError` when the folder is missing or has none."""
     folder = _check_folder(folder)
-    pattern = _NAME[_check_modality(modality)]
+    pattern, shown = FRAME_LAYOUTS[check_modality(modality)]
     count = sum(1 for name in os.listdir(folder) if pattern.match(name))
     if not count:
-        expected = "img_NNNNN.jpg" if modality == "rgb" else "flow_x_NNNNN[.jpg]"
-        raise VideoDecodeError(folder, f"has no {modality} frames ({expected})")
+        raise VideoDecodeError(folder, f"has no {modality} frames ({shown})")
     return count
 
 
@@ -86,11 +85,12 @@ def frame_files(folder, indices, modality="rgb", num_frames=None):
         VideoDecodeError: the folder is missing or has fewer frames than ``max(indices) + 1``.
     """
     templates = file_templates(folder, modality)
+    import numpy as np  # here: `bert3d index` imports this module for its layouts and stays without NumPy
+
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if not indices.size:
         return []
-    if indices.min() < 0:
-        raise ValueError(f"frame indices must be >= 0; received {indices.tolist()}")
+    check_frame_indices(indices)
     last = int(indices.max())
     if num_frames is not None and last >= num_frames:
         raise VideoDecodeError(folder, f"has {num_frames} frames, clip needs index {last}")

@@ -3,14 +3,18 @@
 Used by the jobs that write frames (`bert3d to-tfrecord`, `bert3d flow`) in worker processes,
 which therefore never import TensorFlow.
 
-`resize_bilinear` is OpenCV's ``INTER_LINEAR`` (the reference resizes every frame with
-``cv2.resize``; REFERENCE.md 5.6), which is also ``tf.image.resize(method="bilinear",
-antialias=False)``: half-pixel centres, edge pixels repeated, no antialiasing when shrinking.
-JPEG goes through Pillow (a dependency of tensorboard, itself a dependency of this package).
+`resize_bilinear` is the resize rule of `keras_bert3d.models.video_preprocessor` (OpenCV's ``INTER_LINEAR``: the
+reference resizes every frame with ``cv2.resize``; REFERENCE.md 5.6; half-pixel centres, edge pixels repeated,
+no antialiasing when shrinking), written in NumPy because these workers cannot load Keras: importing the models
+would start TensorFlow in every worker. It agrees with `keras_bert3d.data.transforms.resize` to within one grey
+level (tests/data/test_transforms.py). JPEG goes through Pillow (a dependency of tensorboard, itself a dependency
+of this package).
 """
 import io
 
 import numpy as np
+
+from keras_bert3d.validation import check_int_range, check_positive_int, check_positive_ints
 
 DEFAULT_CHUNK = 64
 
@@ -31,9 +35,7 @@ def resize_bilinear(frames, size):
     frames = np.asarray(frames)
     if frames.ndim < 3:
         raise ValueError(f"frames must be (..., H, W, C); received shape {frames.shape}")
-    height, width = (int(v) for v in size)
-    if height < 1 or width < 1:
-        raise ValueError(f"size must be two positive integers [height, width]; received {size}")
+    height, width = check_positive_ints("size", [int(v) for v in size], length=2)
     in_h, in_w = frames.shape[-3], frames.shape[-2]
     if (in_h, in_w) == (height, width):
         return frames
@@ -51,8 +53,7 @@ def encode_jpeg(frame, quality=90):
     """JPEG bytes of one uint8 frame ``(H, W, 3)`` (RGB) or ``(H, W)`` / ``(H, W, 1)`` (grayscale)."""
     from PIL import Image
 
-    if not 1 <= int(quality) <= 100:
-        raise ValueError(f"jpeg quality must be in 1..100; received {quality}")
+    check_int_range("quality", int(quality), 1, 100)
     frame = np.asarray(frame, dtype=np.uint8)
     if frame.ndim == 3 and frame.shape[-1] == 1:
         frame = frame[..., 0]
@@ -81,8 +82,7 @@ def video_chunks(path, chunk=DEFAULT_CHUNK):
     """
     from keras_bert3d.data.video_reader import probe, read_frames
 
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1; received {chunk}")
+    check_positive_int("chunk", chunk)
     total = probe(path).num_frames
     for start in range(0, total, chunk):
         yield read_frames(path, np.arange(start, min(start + chunk, total)))

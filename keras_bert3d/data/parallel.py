@@ -11,6 +11,10 @@ import collections
 import contextlib
 import multiprocessing
 
+from keras_bert3d.validation import check_choice, check_positive_int
+
+START_METHODS = ("fork", "spawn")
+
 
 def _context(start_method):
     methods = multiprocessing.get_all_start_methods()
@@ -28,14 +32,9 @@ def ordered_map(fn, workers, initializer=None, start_method="fork", window=None)
     At most ``window`` tasks (default ``2 * workers``) are queued or done but not yet consumed.
     The pool is terminated on exit, also on an exception or Ctrl-C.
     """
-    workers = int(workers)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1; received {workers}")
-    if start_method not in ("fork", "spawn"):
-        raise ValueError(f"start_method must be 'fork' or 'spawn'; received {start_method!r}")
-    window = 2 * workers if window is None else int(window)
-    if window < 1:
-        raise ValueError(f"window must be >= 1; received {window}")
+    workers = check_positive_int("workers", int(workers))
+    check_choice("start_method", start_method, START_METHODS)
+    window = check_positive_int("window", 2 * workers if window is None else int(window))
     if workers == 1:
         yield lambda tasks: map(fn, tasks)
         return

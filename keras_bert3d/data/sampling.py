@@ -17,15 +17,12 @@ reference rule: it follows MMAction2's test sampling. Every function returns int
 """
 import numpy as np
 
+from keras_bert3d.validation import check_positive_int
+
 
 def _check(num_frames, clip_len, stride):
-    if int(num_frames) < 1:
-        raise ValueError(f"`num_frames` must be >= 1 (a video with frames); received num_frames={num_frames}")
-    if int(clip_len) < 1:
-        raise ValueError(f"`clip_len` must be >= 1; received clip_len={clip_len}")
-    if int(stride) < 1:
-        raise ValueError(f"`stride` must be >= 1; received stride={stride}")
-    return int(num_frames), int(clip_len), int(stride)
+    return (check_positive_int("num_frames", int(num_frames)), check_positive_int("clip_len", int(clip_len)),
+            check_positive_int("stride", int(stride)))
 
 
 def clip_span(clip_len, stride=1):
@@ -106,9 +103,7 @@ def uniform_clips(num_frames, clip_len, num_clips, stride=1):
         int64 array ``(num_clips, clip_len)``.
     """
     num_frames, clip_len, stride = _check(num_frames, clip_len, stride)
-    if int(num_clips) < 1:
-        raise ValueError(f"`num_clips` must be >= 1; received num_clips={num_clips}")
-    num_clips = int(num_clips)
+    num_clips = check_positive_int("num_clips", int(num_clips))
     span = clip_span(clip_len, stride)
     if num_frames >= span:
         interval = (num_frames - span + 1) / num_clips

@@ -31,6 +31,8 @@ import os
 
 import numpy as np
 
+from keras_bert3d.validation import check_int_range
+
 COLOURS = (("Red", (230, 40, 40)), ("Green", (40, 210, 40)), ("Blue", (40, 80, 240)),
            ("Yellow", (230, 220, 40)), ("Magenta", (220, 40, 220)), ("Cyan", (40, 220, 220)))
 CODECS = {".mp4": "libx264", ".mkv": "libx264", ".mov": "libx264", ".avi": "mpeg4"}
@@ -115,13 +117,6 @@ def frame_numbers(frames, num_frames):
     return numbers
 
 
-def _check(name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in {low}..{high}"
-        raise ValueError(f"{name} must be an integer {bound}; received {name}={value!r}")
-    return value
-
-
 def _event_starts(rng, num_frames, num_events, event_frames, min_gap, margin):
     """Event starts with the gap and margin guarantees, each drawn on its own.
 
@@ -186,12 +181,12 @@ def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_fra
         A JSON-ready dict (also written to ``OUT/synthetic.json``): the arguments, ``class_names``,
         ``min_gap``, ``margin`` and ``videos`` (path relative to OUT, label, class, group, events).
     """
-    _check("num_classes", num_classes, 2, math.factorial(len(COLOURS)))
-    _check("videos_per_class", videos_per_class, 2)
-    _check("clips_per_group", clips_per_group, 1)
-    _check("event_frames", event_frames, 1)
-    _check("gop_size", gop_size, 1)
-    _check("num_frames", num_frames, 2)
+    check_int_range("num_classes", num_classes, 2, math.factorial(len(COLOURS)))
+    check_int_range("videos_per_class", videos_per_class, 2)
+    check_int_range("clips_per_group", clips_per_group, 1)
+    check_int_range("event_frames", event_frames, 1)
+    check_int_range("gop_size", gop_size, 1)
+    check_int_range("num_frames", num_frames, 2)
     if isinstance(event_size, bool) or not isinstance(event_size, (int, float)) or not 0 < event_size <= 1:
         raise ValueError(f"event_size must be a number in (0, 1]; received event_size={event_size!r}")
     width, height = (int(v) for v in size)
@@ -202,15 +197,15 @@ def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_fra
         _encoder(None, "." + ext)
     if num_events is None:
         num_events = next(m for m in range(2, len(COLOURS) + 1) if math.factorial(m) >= num_classes)
-    _check("num_events", num_events, 2, len(COLOURS))
+    check_int_range("num_events", num_events, 2, len(COLOURS))
     if math.factorial(num_events) < num_classes:
         raise ValueError(f"{num_events} event types give {math.factorial(num_events)} orders, fewer than "
                          f"num_classes={num_classes}")
     if min_gap is None:
         min_gap = max(1, (num_frames - num_events * event_frames) // (num_events + 2))
     margin = min_gap // 2 if margin is None else margin
-    _check("min_gap", min_gap, 0)
-    _check("margin", margin, 0)
+    check_int_range("min_gap", min_gap, 0)
+    check_int_range("margin", margin, 0)
     needed = 2 * margin + num_events * event_frames + (num_events - 1) * min_gap
     if num_frames < needed:
         raise ValueError(f"num_frames={num_frames} is too short: {num_events} events of {event_frames} frames "

@@ -3,12 +3,24 @@
 A clip is ``(T, H, W, C)``, uint8 or float. Every random choice is drawn once per clip, so all frames get
 the same crop and flip. Random functions take ``seed``: ``None`` (stateful TF random ops) or a
 shape-``[2]`` integer tensor for stateless, reproducible draws (the pipeline derives one per clip).
-Resizing is bilinear with half-pixel centres and no antialiasing (OpenCV's INTER_LINEAR); a uint8 clip
-comes back uint8, rounded, as ``cv2.resize`` returns it.
+The resize, centre-crop and normalisation rules are `keras_bert3d.models.video_preprocessor`'s (the model's
+own preprocessing): the centre window comes from its `crop_offsets` and normalisation is its `normalize`;
+resizing is its rule written with ``tf.image`` for ``tf.data`` (bilinear, half-pixel centres, no antialiasing,
+OpenCV's INTER_LINEAR; a uint8 clip comes back uint8, rounded, as ``cv2.resize`` returns it).
 """
+import numpy as np
 import tensorflow as tf
 
+from keras_bert3d.models.video_preprocessor import crop_offsets
+from keras_bert3d.models.video_preprocessor import normalize as normalize_rule
+from keras_bert3d.validation import check_choice, check_positive_number
+
 MULTI_SCALE_RATIOS = (1.0, 0.875, 0.75, 0.66)
+NUM_CROPS = (1, 3, 10)
+# The reference's 13 fixed crop positions, in units of (h_step, w_step): 4 corners, centre, 4 edge centres,
+# 4 quarter points, in the reference's order.
+FIXED_CROP_GRID = ((0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4),
+                   (1, 1), (1, 3), (3, 1), (3, 3))
 
 
 def _seed(seed, salt):
@@ -55,9 +67,7 @@ def fixed_crop_offsets(height, width, size):
     ``w_step = int((W - S) / 4)`` where ``S`` is the network input size (not the crop size): 4 corners,
     centre, 4 edge centres, 4 quarter points, in the reference's order."""
     h_step, w_step = int((height - size) / 4), int((width - size) / 4)
-    grid = [(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4),
-            (1, 1), (1, 3), (3, 1), (3, 3)]
-    return [(r * h_step, c * w_step) for r, c in grid]
+    return [(r * h_step, c * w_step) for r, c in FIXED_CROP_GRID]
 
 
 def crop_window(height, width, size, pair_index, offset_index, ratios=MULTI_SCALE_RATIOS, max_distort=1):
@@ -73,8 +83,7 @@ def crop_window(height, width, size, pair_index, offset_index, ratios=MULTI_SCAL
     crop_w = tf.gather(sizes, tf.gather([j for _, j in pairs], pair_index))
     h_step = tf.truncatediv(height - size, 4)
     w_step = tf.truncatediv(width - size, 4)
-    grid = tf.constant([(0, 0), (0, 4), (4, 0), (4, 4), (2, 2), (0, 2), (4, 2), (2, 0), (2, 4),
-                        (1, 1), (1, 3), (3, 1), (3, 3)], tf.int64)
+    grid = tf.constant(FIXED_CROP_GRID, tf.int64)
     y = grid[offset_index, 0] * h_step
     x = grid[offset_index, 1] * w_step
     window = [y, x, tf.minimum(crop_h, height - y), tf.minimum(crop_w, width - x)]
@@ -89,8 +98,8 @@ def multi_scale_crop(clip, size, ratios=MULTI_SCALE_RATIOS, max_distort=1, seed=
     height, width = shape[1], shape[2]
     tf.debugging.assert_greater_equal(tf.minimum(height, width), size, message="multi_scale_crop: frame < crop size")
     num_pairs = len(crop_size_pairs(1, ratios, max_distort))
-    y, x, h, w = crop_window(height, width, size, _randint(num_pairs, _seed(seed, 1)), _randint(13, _seed(seed, 2)),
-                             ratios, max_distort)
+    y, x, h, w = crop_window(height, width, size, _randint(num_pairs, _seed(seed, 1)),
+                             _randint(len(FIXED_CROP_GRID), _seed(seed, 2)), ratios, max_distort)
     return resize(tf.slice(clip, [0, y, x, 0], [-1, h, w, -1]), [size, size])
 
 
@@ -105,16 +114,24 @@ def _crop(clip, y, x, size):
     return tf.slice(clip, [0, y, x, 0], [-1, size, size, -1])
 
 
-def _centre(extent, size):
-    # int(round((extent - size) / 2.)) in Python 3: round half to even, as tf.round does.
-    return tf.cast(tf.round(tf.cast(extent - size, tf.float64) / 2.0), tf.int32)
+def _centre(clip, size):
+    """``(y, x)`` of the centre ``size x size`` window of ``(T, H, W, C)`` frames: `crop_offsets`' rule, on the
+    static frame size (what the pipeline gives), else on the run-time size."""
+    height, width = clip.shape[1], clip.shape[2]
+    if height is not None and width is not None:
+        return crop_offsets((height, width), size)
+    shape = tf.shape(clip)
+    offsets = tf.numpy_function(lambda h, w: np.asarray(crop_offsets((int(h), int(w)), size), np.int32),
+                                [shape[1], shape[2]], tf.int32, stateful=False)
+    offsets = tf.ensure_shape(offsets, [2])
+    return offsets[0], offsets[1]
 
 
 def center_crop(clip, size):
     """``size x size`` at ``y = round((H - S) / 2)``, ``x = round((W - S) / 2)`` (REFERENCE.md 5.9; Python's
-    round, half to even)."""
-    shape = tf.shape(clip)
-    return _crop(clip, _centre(shape[1], size), _centre(shape[2], size), size)
+    round, half to even): `keras_bert3d.models.video_preprocessor.crop_offsets`."""
+    y, x = _centre(clip, size)
+    return _crop(clip, y, x, size)
 
 
 def multi_crops(clip, size, num_crops=1):
@@ -126,11 +143,10 @@ def multi_crops(clip, size, num_crops=1):
     - 10: centre, top-left, top-right, bottom-left, bottom-right, then the same five on the flipped clip
       (the reference's ten-crop order, REFERENCE.md 5.12).
     """
-    if num_crops not in (1, 3, 10):
-        raise ValueError(f"`num_crops` must be 1, 3 or 10; received num_crops={num_crops}")
+    check_choice("num_crops", num_crops, NUM_CROPS)
     shape = tf.shape(clip)
     height, width = shape[1], shape[2]
-    cy, cx = _centre(height, size), _centre(width, size)
+    cy, cx = _centre(clip, size)
     if num_crops == 1:
         return center_crop(clip, size)[None]
     if num_crops == 3:
@@ -147,8 +163,6 @@ def multi_crops(clip, size, num_crops=1):
 def normalize(clip, preprocessing):
     """``(clip * scale - mean) / std`` per channel, float32, from a preset's ``preprocessing`` dict: the
     `VideoPreprocessor`'s own rule (`keras_bert3d.models.video_preprocessor.normalize`), on tf tensors."""
-    from keras_bert3d.models.video_preprocessor import normalize as normalize_rule
-
     mean = tf.constant(preprocessing["mean"], tf.float32)
     std = tf.constant(preprocessing["std"], tf.float32)
     if clip.shape[-1] is not None and clip.shape[-1] != len(preprocessing["mean"]):
@@ -158,6 +172,8 @@ def normalize(clip, preprocessing):
 
 
 def _beta(alpha, seed):
+    """``lam ~ Beta(alpha, alpha)``, after checking ``alpha > 0``."""
+    check_positive_number("alpha", alpha)
     a = _gamma(alpha, _seed(seed, 4))
     b = _gamma(alpha, _seed(seed, 5))
     return a / (a + b)
@@ -166,8 +182,6 @@ def _beta(alpha, seed):
 def mixup(clips, labels, alpha=0.2, seed=None):
     """Mixup on a batch: ``lam ~ Beta(alpha, alpha)`` once per batch, each clip mixed with the batch in
     reverse order. ``labels`` are one-hot (or soft) ``(B, num_classes)``; returns float32 clips and labels."""
-    if alpha <= 0:
-        raise ValueError(f"`alpha` must be > 0; received alpha={alpha}")
     lam = _beta(alpha, seed)
     clips = tf.cast(clips, tf.float32)
     labels = tf.cast(labels, tf.float32)
@@ -179,8 +193,6 @@ def cutmix(clips, labels, alpha=1.0, seed=None):
     """CutMix on a batch ``(B, T, H, W, C)``: one box (the same on every frame) with area fraction
     ``1 - lam``, ``lam ~ Beta(alpha, alpha)``, pasted from the batch in reverse order; labels mixed by the
     box's actual area. ``labels`` one-hot ``(B, num_classes)``."""
-    if alpha <= 0:
-        raise ValueError(f"`alpha` must be > 0; received alpha={alpha}")
     lam = _beta(alpha, seed)
     shape = tf.shape(clips)
     height, width = tf.cast(shape[2], tf.float32), tf.cast(shape[3], tf.float32)

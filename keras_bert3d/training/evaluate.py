@@ -170,14 +170,15 @@ def evaluate_stream(model, config, clips="cover", crops=10, view_batch_size=10, 
     modality = preprocessing.get("modality", "rgb")
     index = build_test_index(config, modality, limit)
     data = config["data"]
-    dataset = make_dataset(index, preprocessing, mode="test", source=data.get("source", "auto"),
-                           strict=bool(data.get("strict", False)), clips_per_video=clips, crops_per_clip=crops)
+    dataset, bad_videos = make_dataset(index, preprocessing, mode="test", source=data.get("source", "auto"),
+                                       strict=bool(data.get("strict", False)), clips_per_video=clips,
+                                       crops_per_clip=crops)
     records = None if isinstance(index, (str, os.PathLike)) else list(index)
     logits, labels, views = predict_videos(model, dataset, view_batch_size,
                                            len(records) if records is not None else None, progress)
-    skipped = dataset.bad_videos.files()
+    skipped = bad_videos.files()
     if skipped:
-        print(f"{dataset.bad_videos.summary()}: not counted in the metrics", file=sys.stderr, flush=True)
+        print(f"{bad_videos.summary()}: not counted in the metrics", file=sys.stderr, flush=True)
     names = list(index.class_names) if records is not None else class_names
     names = names or class_names or [f"class_{c}" for c in range(logits.shape[1])]
     if len(names) != logits.shape[1]:

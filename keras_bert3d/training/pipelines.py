@@ -60,7 +60,7 @@ class Pipelines:
         dataset = make_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
                                seed=epoch_seed(self.seed, epoch), strict=self.data["strict"],
                                mixup=self.data["mixup"], cutmix=self.data["cutmix"], num_classes=self.num_classes,
-                               counter=self.counter, reshuffle_each_iteration=False)
+                               counter=self.counter, reshuffle_each_iteration=False).dataset
         dataset = dataset.repeat().take(self.steps)
         return dataset.skip(skip) if skip else dataset
 
@@ -75,7 +75,7 @@ class Pipelines:
 
         source, kind = self._source(self.val_index if index is None else index, self.data["val_tfrecord"])
         dataset = make_dataset(source, self.prep, "val", batch_size or self.data["batch_size"], source=kind,
-                               strict=self.data["strict"], counter=self.counter)
+                               strict=self.data["strict"], counter=self.counter).dataset
         if self.one_hot:
             dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, self.num_classes)))
         return dataset

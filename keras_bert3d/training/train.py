@@ -184,7 +184,7 @@ def _write_run_files(run_dir, config, class_names):
 
 def _train(config, run_dir, strategy):
 
-    from keras_bert3d.data.bad_videos import BadVideoReport
+    from keras_bert3d.training.bad_video_report import BadVideoReport
     from keras_bert3d.training import callbacks as cb
     from keras_bert3d.models import recipe
 

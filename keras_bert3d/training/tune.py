@@ -96,7 +96,7 @@ def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counte
             return model
 
         def fit(self, hp, model, *args, callbacks=None, **kwargs):
-            from keras_bert3d.data.bad_videos import BadVideoReport
+            from keras_bert3d.training.bad_video_report import BadVideoReport
             from keras_bert3d.training import callbacks as cb
 
             tc = config["train"]

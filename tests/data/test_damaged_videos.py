@@ -71,7 +71,8 @@ def test_the_pipeline_uses_the_part_before_the_damage_or_skips(damaged):
     records = [VideoRecord(damaged[name], 0, "c0") for name in ("good.avi", "corrupt.mp4", "cut.avi", "stub.avi")]
     counter = BadVideoCounter()
     # the centred clip of 60 frames, 14-45, reaches past both damages
-    dataset = make_dataset(VideoIndex(records, ["c0"]), PREP, "val", batch_size=4, counter=counter)
+    dataset, bad_videos = make_dataset(VideoIndex(records, ["c0"]), PREP, "val", batch_size=4, counter=counter)
+    assert bad_videos is counter
     clips = val_frames(dataset)
     assert len(clips) == 3  # good, corrupt and cut used; stub skipped
     np.testing.assert_array_equal(clips[0], sampling.val_indices(NUM_FRAMES, 32))
@@ -86,7 +87,7 @@ def test_the_pipeline_uses_the_part_before_the_damage_or_skips(damaged):
 
 def test_strict_raises_naming_the_file_and_the_frame(damaged):
     usable = count_decodable_frames(damaged["corrupt.mp4"])
-    dataset = make_dataset(VideoIndex([VideoRecord(damaged["corrupt.mp4"], 0, "c0")], ["c0"]),
-                           PREP, "val", batch_size=1, strict=True)
+    dataset, _ = make_dataset(VideoIndex([VideoRecord(damaged["corrupt.mp4"], 0, "c0")], ["c0"]),
+                              PREP, "val", batch_size=1, strict=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match=rf"corrupt\.mp4: damaged or cut at frame {usable}"):
         list(dataset)

@@ -67,3 +67,11 @@ def test_missing_folder_and_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match=r"received \[-1\]"):
         frame_files(folder, [-1])
     assert frame_files(folder, []) == []
+
+
+def test_a_layout_for_each_modality_of_the_preprocessing():
+    from keras_bert3d.data import frame_folders
+    from keras_bert3d.models.video_preprocessor import MODALITIES
+
+    assert tuple(frame_folders.FRAME_LAYOUTS) == MODALITIES
+    assert [frame_folders.check_modality(m) for m in MODALITIES] == list(MODALITIES)

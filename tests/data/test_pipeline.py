@@ -2,13 +2,12 @@
 bad files skipped and counted, strict mode, determinism, mixup, the epoch report."""
 import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from keras_bert3d.data import sampling
-from keras_bert3d.data.bad_videos import BadVideoCounter, BadVideoReport, reason_category
+from keras_bert3d.data.bad_videos import BadVideoCounter, reason_category
 from keras_bert3d.data.jpeg_frames import encode_jpeg
 from keras_bert3d.data.pipeline import make_dataset
 from keras_bert3d.data.records import VideoIndex, VideoRecord
@@ -63,20 +62,20 @@ def test_train_val_test_from_videos(videos):
     size, length = PREP["crop_size"], PREP["num_frames"]
     low, high = (0 - 0.45) / 0.225, (1 - 0.45) / 0.225
 
-    batches = as_numpy(make_dataset(index, PREP, "train", batch_size=2, seed=0))
+    batches = as_numpy(make_dataset(index, PREP, "train", batch_size=2, seed=0).dataset)
     assert [b[0].shape for b in batches] == [(2, length, size, size, 3), (1, length, size, size, 3)]
     assert all(b[0].dtype == np.float32 and b[1].dtype == np.int32 for b in batches)
     clips = np.concatenate([b[0] for b in batches])
     assert low - 1e-4 <= clips.min() and clips.max() <= high + 1e-4
     np.testing.assert_array_equal(np.diff(frame_ids(clips), axis=-1), 1)  # runs of consecutive frames
 
-    val = as_numpy(make_dataset(index, PREP, "val", batch_size=2))
+    val = as_numpy(make_dataset(index, PREP, "val", batch_size=2).dataset)
     ids = frame_ids(np.concatenate([b[0] for b in val]))
     for row, n in zip(ids, LENGTHS):  # no shuffle in val: index order
         np.testing.assert_array_equal(row, sampling.val_indices(n, length))
     np.testing.assert_array_equal(np.concatenate([b[1] for b in val]), [r.label for r in good])
 
-    test = as_numpy(make_dataset(index, PREP, "test", clips_per_video="cover", crops_per_clip=10))
+    test = as_numpy(make_dataset(index, PREP, "test", clips_per_video="cover", crops_per_clip=10).dataset)
     assert len(test) == len(good)
     for (views, label), record, n in zip(test, good, LENGTHS):
         clips_idx = sampling.cover_clips(n, length)
@@ -84,7 +83,7 @@ def test_train_val_test_from_videos(videos):
         np.testing.assert_array_equal(frame_ids(views)[:len(clips_idx)], clips_idx)  # crop-major views
         np.testing.assert_array_equal(frame_ids(views)[len(clips_idx):2 * len(clips_idx)], clips_idx)
 
-    uniform = make_dataset(index, PREP, "test", clips_per_video=2, crops_per_clip=3)
+    uniform, _ = make_dataset(index, PREP, "test", clips_per_video=2, crops_per_clip=3)
     assert uniform.element_spec[0].shape == (6, length, size, size, 3)
 
 
@@ -92,8 +91,8 @@ def test_bad_videos_are_skipped_and_counted(videos):
     good, bad, truncated = videos
     records = [good[0], *bad, VideoRecord(truncated, 0, "c0"), good[2]]
     counter = BadVideoCounter()
-    dataset = make_dataset(index_of(records), PREP, "val", batch_size=8, counter=counter)
-    assert dataset.bad_videos is counter
+    dataset, bad_videos = make_dataset(index_of(records), PREP, "val", batch_size=8, counter=counter)
+    assert bad_videos is counter
     (clips, labels), = as_numpy(dataset)
     assert clips.shape[0] == 2  # only the two good videos
     counts = counter.counts()
@@ -106,7 +105,7 @@ def test_bad_videos_are_skipped_and_counted(videos):
 
 def test_strict_raises_naming_the_file(videos):
     good, bad, _ = videos
-    dataset = make_dataset(index_of([good[0], bad[2]]), PREP, "val", batch_size=2, strict=True)
+    dataset, _ = make_dataset(index_of([good[0], bad[2]]), PREP, "val", batch_size=2, strict=True)
     with pytest.raises(tf.errors.InvalidArgumentError, match="text.mp4"):
         as_numpy(dataset)
 
@@ -114,12 +113,12 @@ def test_strict_raises_naming_the_file(videos):
 def test_seed_makes_training_reproducible(videos):
     good, _, _ = videos
     index = index_of(good)
-    first = as_numpy(make_dataset(index, PREP, "train", batch_size=3, seed=5, num_parallel_calls=3))
-    second = as_numpy(make_dataset(index, PREP, "train", batch_size=3, seed=5, num_parallel_calls=3))
+    first = as_numpy(make_dataset(index, PREP, "train", batch_size=3, seed=5, num_parallel_calls=3).dataset)
+    second = as_numpy(make_dataset(index, PREP, "train", batch_size=3, seed=5, num_parallel_calls=3).dataset)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
-    dataset = make_dataset(index, PREP, "train", batch_size=3, seed=5)
+    dataset, _ = make_dataset(index, PREP, "train", batch_size=3, seed=5)
     epochs = [as_numpy(dataset) for _ in range(3)]
     assert any(not np.array_equal(epochs[0][0][0], e[0][0]) for e in epochs[1:])  # new draws each epoch
 
@@ -128,12 +127,13 @@ def test_without_reshuffling_every_iteration_is_the_same(videos):
     """What training gives each epoch does not depend on how often its dataset was opened before (Keras'
     JAX fit opens it once more to build the model)."""
     good, _, _ = videos
-    dataset = make_dataset(index_of(good), PREP, "train", batch_size=3, seed=5, reshuffle_each_iteration=False)
+    dataset, _ = make_dataset(index_of(good), PREP, "train", batch_size=3, seed=5, reshuffle_each_iteration=False)
     first, second = as_numpy(dataset), as_numpy(dataset)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
-    other = as_numpy(make_dataset(index_of(good), PREP, "train", batch_size=3, seed=6, reshuffle_each_iteration=False))
+    other, _ = make_dataset(index_of(good), PREP, "train", batch_size=3, seed=6, reshuffle_each_iteration=False)
+    other = as_numpy(other)
     assert not np.array_equal(first[0][0], other[0][0])  # the seed still draws
 
 
@@ -159,18 +159,18 @@ def test_frame_folders_rgb_and_flow(tmp_path):
     write_frame_folder(cut.path, 12)
     data = open(os.path.join(cut.path, "img_00004.jpg"), "rb").read()
     open(os.path.join(cut.path, "img_00004.jpg"), "wb").write(data[:len(data) // 2])
-    dataset = make_dataset(index_of([rgb[0], broken, cut, rgb[1]], "frames"), PREP, "val", batch_size=4)
+    dataset, bad_videos = make_dataset(index_of([rgb[0], broken, cut, rgb[1]], "frames"), PREP, "val", batch_size=4)
     (clips, labels), = as_numpy(dataset)
     assert clips.shape == (2, 8, 16, 16, 3)
     np.testing.assert_array_equal(labels, [0, 1])
     np.testing.assert_array_equal(frame_ids(clips), [sampling.val_indices(12, 8), sampling.val_indices(30, 8)])
-    assert dataset.bad_videos.counts() == {"missing frame file": 1, "truncated frame file": 1}
+    assert bad_videos.counts() == {"missing frame file": 1, "truncated frame file": 1}
     with pytest.raises(tf.errors.InvalidArgumentError, match="img_00006.jpg"):
-        as_numpy(make_dataset(index_of([broken], "frames"), PREP, "val", strict=True))
+        as_numpy(make_dataset(index_of([broken], "frames"), PREP, "val", strict=True).dataset)
 
     flow = [VideoRecord(str(tmp_path / "f"), 1, "c1", 15)]
     write_frame_folder(flow[0].path, 15, "flow", ext="")  # HMDB51 style: no extension
-    clips, labels = next(iter(make_dataset(index_of(flow, "frames"), FLOW_PREP, "train", batch_size=1, seed=0)))
+    clips, labels = next(iter(make_dataset(index_of(flow, "frames"), FLOW_PREP, "train", batch_size=1, seed=0).dataset))
     assert clips.shape == (1, 8, 16, 16, 2)
     pixels = (clips.numpy() * 0.5 + 0.5) * 255
     assert np.all(np.abs(pixels[..., 1] - pixels[..., 0] - 1) < 1.5)  # x and y kept apart, y not negated
@@ -179,34 +179,21 @@ def test_frame_folders_rgb_and_flow(tmp_path):
 
 
 def test_tfrecord_source(videos, tmp_path):
-    from keras_bert3d.data.tfrecord import write_tfrecords
+    from keras_bert3d.data.tfrecord_writer import write_tfrecords
 
     good, _, _ = videos
     write_tfrecords(index_of(good), tmp_path, num_shards=2, workers=1, progress=False, frame_size=[24, 32])
-    val = as_numpy(make_dataset(str(tmp_path), PREP, "val", batch_size=8))
+    val = as_numpy(make_dataset(str(tmp_path), PREP, "val", batch_size=8).dataset)
     (clips, labels), = val
     assert clips.shape == (3, 8, 16, 16, 3)
     by_label = sorted(zip(labels.tolist(), frame_ids(clips).tolist()))
     expected = sorted((r.label, sampling.val_indices(n, 8).tolist()) for r, n in zip(good, LENGTHS))
     assert by_label == expected
-    train = make_dataset(str(tmp_path / "*.tfrecord"), PREP, "train", batch_size=2, seed=1, mixup=0.2,
-                         num_classes=2)
+    train, _ = make_dataset(str(tmp_path / "*.tfrecord"), PREP, "train", batch_size=2, seed=1, mixup=0.2,
+                            num_classes=2)
     clips, labels = next(iter(train))
     assert clips.shape == (2, 8, 16, 16, 3) and labels.shape == (2, 2)
     np.testing.assert_allclose(labels.numpy().sum(-1), 1.0, atol=1e-6)
-
-
-def test_report_callback_during_fit(videos, capsys):
-    good, bad, _ = videos
-    dataset = make_dataset(index_of([good[0], bad[0], good[2]]), PREP, "train", batch_size=2, seed=0)
-    inputs = keras.Input((8, 16, 16, 3))
-    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling3D()(inputs))
-    model = keras.Model(inputs, outputs)
-    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    report = BadVideoReport(dataset.bad_videos)
-    model.fit(dataset, epochs=2, verbose=0, callbacks=[report])
-    assert report.history == [{"missing": 1}, {"missing": 1}]
-    assert "Epoch 2: 1 bad video skipped (missing: 1)" in capsys.readouterr().out
 
 
 def test_argument_errors(videos):
@@ -222,8 +209,6 @@ def test_argument_errors(videos):
     with pytest.raises(ValueError, match="lacks"):
         make_dataset(index, {"modality": "rgb"})
     assert reason_category("x.mp4: has 20 frames, clip needs index 31") == "too few frames"
-    with pytest.raises(ValueError, match="counter="):
-        BadVideoReport(counter={})
 
 
 def test_synthetic_dataset_end_to_end(tmp_path):
@@ -233,6 +218,6 @@ def test_synthetic_dataset_end_to_end(tmp_path):
     write_synthetic_dataset(tmp_path, num_classes=2, videos_per_class=2, num_frames=24, size=(40, 32), seed=0)
     index = ucf101_index(str(tmp_path), split=1, subset="train")
     prep = dict(PREP, frame_size=[32, 40])
-    clips, labels = next(iter(make_dataset(index, prep, "train", batch_size=len(index), seed=0)))
+    clips, labels = next(iter(make_dataset(index, prep, "train", batch_size=len(index), seed=0).dataset))
     assert clips.shape == (len(index), 8, 16, 16, 3)
     assert sorted(labels.numpy().tolist()) == sorted(r.label for r in index)

@@ -116,6 +116,10 @@ def test_center_crop_offsets(height, width, size, expected):
     out = transforms.center_crop(tf.constant(image), size).numpy()
     assert out.shape == (1, size, size, 1)
     assert (int(out[0, 0, 0, 0]) // 1000, int(out[0, 0, 0, 0]) % 1000) == expected
+    # a graph that does not know the frame size takes the same window (crop_offsets at run time)
+    unknown = tf.function(lambda c: transforms.multi_crops(c, size, 1),
+                          input_signature=[tf.TensorSpec([None, None, None, 1], image.dtype)])
+    np.testing.assert_array_equal(unknown(tf.constant(image)).numpy()[0], out)
 
 
 def test_ten_crops_reference_order():

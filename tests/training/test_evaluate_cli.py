@@ -52,7 +52,7 @@ def synthetic(tmp_path_factory):
 
 def _expected_logits(model, index, clips, crops):
     """The protocol by hand: every view of a video through the model, raw logits averaged."""
-    dataset = make_dataset(index, model.preprocessing, mode="test", clips_per_video=clips, crops_per_clip=crops)
+    dataset, _ = make_dataset(index, model.preprocessing, mode="test", clips_per_video=clips, crops_per_clip=crops)
     logits, labels = [], []
     for views, label in dataset:
         logits.append(model.predict(views.numpy(), verbose=0).mean(axis=0))

@@ -7,6 +7,7 @@ file and line.
 """
 import os
 
+from keras_bert3d.data.frame_folders import check_modality
 from keras_bert3d.data.indexes._common import MissingFilesWarning, check_choice
 from keras_bert3d.data.indexes.folders import class_folder_index, csv_index
 from keras_bert3d.data.indexes.hmdb51 import hmdb51_index
@@ -36,7 +37,7 @@ def build_index(dataset, root, annotations=None, split=1, subset="train", modali
         classes: the class order for ``"kinetics"`` and ``"frames"`` (a list or a file; see those functions).
     """
     check_choice("dataset", dataset, DATASETS)
-    check_choice("modality", modality, ("rgb", "flow"))
+    check_modality(modality)
     if classes is not None and dataset not in _TAKES_CLASSES:
         raise ValueError(f"classes is used by the datasets {', '.join(_TAKES_CLASSES)} only; received "
                          f"classes={classes!r} for dataset={dataset!r}")

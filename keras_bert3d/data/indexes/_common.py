@@ -1,10 +1,10 @@
 """Shared helpers of the dataset indexes: argument checks, annotation reading, disk lookup, the missing report."""
-import numbers
 import os
 import warnings
-from keras_bert3d.validation import check_choice  # noqa: F401 - re-exported for the index modules
 
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv")
+from keras_bert3d.data.video_container import VIDEO_EXTENSIONS
+from keras_bert3d.validation import check_choice, check_int_range  # check_choice: also for the index modules
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 SHOWN_MISSING = 10  # how many missing entries the warning names
 
@@ -14,15 +14,23 @@ class MissingFilesWarning(UserWarning):
 
 
 def check_split(split):
-    if isinstance(split, bool) or not isinstance(split, numbers.Integral) or split not in (1, 2, 3):
-        raise ValueError(f"split must be 1, 2 or 3; received split={split!r}")
-    return int(split)
+    return int(check_int_range("split", split, 1, 3))
 
 
 def check_subset(subset, allowed=("train", "test", "val")):
     """``train``/``test``; ``val`` is accepted as the reference's name for the test list of UCF101/HMDB51."""
     check_choice("subset", subset, allowed)
     return subset
+
+
+def check_split_args(root, split, subset, dataset):
+    """``(root, split)`` of a split index after checking them; ``dataset`` names the root in the error."""
+    split = check_split(split)
+    check_subset(subset)
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{dataset} root folder not found: {root}")
+    return root, split
 
 
 def read_lines(path):

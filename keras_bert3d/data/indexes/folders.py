@@ -3,7 +3,8 @@ import csv
 import os
 import warnings
 
-from keras_bert3d.data.indexes._common import (IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, DiskLookup, report_missing)
+from keras_bert3d.data.indexes._common import IMAGE_EXTENSIONS, DiskLookup, report_missing
+from keras_bert3d.data.video_container import is_video_file
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
 
@@ -47,7 +48,7 @@ def class_folder_index(root):
     for label, name in enumerate(class_names):
         with os.scandir(os.path.join(root, name)) as entries:
             for entry in _visible(entries):
-                if entry.is_file() and entry.name.lower().endswith(VIDEO_EXTENSIONS):
+                if entry.is_file() and is_video_file(entry.name):
                     kind = "video"
                 elif entry.is_dir() and is_frame_folder(entry.path):
                     kind = "frames"

@@ -2,7 +2,7 @@
 import os
 import re
 
-from keras_bert3d.data.indexes._common import (DiskLookup, check_split, check_subset, find_annotation_dir, locate_base,
+from keras_bert3d.data.indexes._common import (DiskLookup, check_split_args, find_annotation_dir, locate_base,
                                                malformed, read_lines, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
@@ -57,11 +57,7 @@ def hmdb51_index(root, annotations=None, split=1, subset="train"):
         disk (matched case-insensitively, then with another video extension) are left out, listed in ``missing``
         and warned about once; none on disk is a FileNotFoundError naming the folders looked in.
     """
-    split = check_split(split)
-    check_subset(subset)
-    root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"HMDB51 root folder not found: {root}")
+    root, split = check_split_args(root, split, subset, "HMDB51")
     folder = find_annotation_dir(root, annotations, ANNOTATION_FOLDERS, "<class>_test_split<K>.txt files",
                                  _has_split_files)
     files = split_files(folder)

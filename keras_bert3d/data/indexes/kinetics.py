@@ -3,9 +3,10 @@ import csv
 import os
 import re
 
-from keras_bert3d.data.indexes._common import (VIDEO_EXTENSIONS, DiskLookup, check_choice, find_annotation_dir,
-                                               locate_base, read_class_file, report_missing)
+from keras_bert3d.data.indexes._common import (DiskLookup, check_choice, find_annotation_dir, locate_base,
+                                               read_class_file, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
+from keras_bert3d.data.video_container import VIDEO_EXTENSIONS
 
 SUBSETS = ("train", "val", "test")
 SPLIT_NAMES = {"train": ("train", "training"), "val": ("val", "validate", "validation", "valid"),

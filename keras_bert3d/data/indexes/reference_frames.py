@@ -6,11 +6,11 @@ Layout: one folder per video, ``ROOT/<folder>/img_%05d.jpg`` (RGB) or ``flow_x_%
 """
 import os
 
-from keras_bert3d.data.indexes._common import (DiskLookup, check_choice, check_split, check_subset, find_annotation_dir,
-                                               locate_base, malformed, read_class_file, read_lines, report_missing)
+from keras_bert3d.data.frame_folders import check_modality
+from keras_bert3d.data.indexes._common import (DiskLookup, check_split_args, find_annotation_dir, locate_base,
+                                               malformed, read_class_file, read_lines, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
-MODALITIES = ("rgb", "flow")
 CLASS_FILE = "classInd.txt"
 
 
@@ -87,12 +87,8 @@ def reference_frames_index(root, split_file, modality="rgb", *, split=1, subset=
         folders not on disk (matched case-insensitively) are left out, listed in ``missing`` and warned about once;
         none on disk is a FileNotFoundError naming the folders looked in.
     """
-    check_choice("modality", modality, MODALITIES)
-    split = check_split(split)
-    check_subset(subset)
-    root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"frames root folder not found: {root}")
+    check_modality(modality)
+    root, split = check_split_args(root, split, subset, "frames")
     if split_file is None:
         split_file = find_split_file(root, subset, modality, split)
     split_file = os.fspath(split_file)

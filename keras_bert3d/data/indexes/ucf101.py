@@ -1,7 +1,7 @@
 """UCF101 with its official split files (``ucfTrainTestlist``: classInd.txt, trainlist0K.txt, testlist0K.txt)."""
 import os
 
-from keras_bert3d.data.indexes._common import (DiskLookup, check_split, check_subset, find_annotation_dir, locate_base,
+from keras_bert3d.data.indexes._common import (DiskLookup, check_split_args, find_annotation_dir, locate_base,
                                                malformed, parse_int, read_lines, report_missing)
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 
@@ -84,11 +84,7 @@ def ucf101_index(root, annotations=None, split=1, subset="train"):
         directly under that folder) are left out, listed in ``missing`` and warned about once; none on disk is a
         FileNotFoundError naming the folders looked in.
     """
-    split = check_split(split)
-    check_subset(subset)
-    root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"UCF101 root folder not found: {root}")
+    root, split = check_split_args(root, split, subset, "UCF101")
     folder = find_annotation_dir(root, annotations, (ANNOTATION_FOLDER,), "classInd.txt and trainlist01.txt",
                                  _has_lists)
     class_names = read_class_ind(os.path.join(folder, "classInd.txt"))

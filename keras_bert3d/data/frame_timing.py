@@ -1,0 +1,142 @@
+"""Which frame is which in a video file: frame ``i`` (0-based) is the ``i``-th frame in presentation order.
+
+The timestamps of every packet are read once per file (demuxing only, cached) and sorted, so a variable or NTSC
+frame rate, a stream that starts at a non-zero timestamp and B-frames give the same frames as a constant-rate copy
+of the video. The rotation flag of the container (a phone's portrait video) is read with them. `probe` reports the
+frame count, rate and upright size; `Clock` maps timestamps to frame indices and back.
+"""
+import collections
+import os
+import threading
+import typing
+
+import numpy as np
+
+from keras_bert3d.data.video_container import VideoDecodeError, VideoInfo, import_av, open_video, stream_fps
+
+
+class FrameTable(typing.NamedTuple):
+    """What `frame_table` reads from a file's packets."""
+
+    pts: typing.Optional[np.ndarray]  # sorted presentation timestamps of the packets; None: some carry none
+    rotation: int  # the container's display rotation, degrees counterclockwise (a multiple of 90)
+
+
+_TABLES = collections.OrderedDict()  # (path, size, mtime) -> FrameTable, the most recent last
+_TABLES_LOCK = threading.Lock()
+MAX_TABLES = 4096  # files whose tables are kept (a 2-hour video's table is ~1.4 MB)
+
+
+def _rotation(frame):
+    rotation = int(round(getattr(frame, "rotation", 0) or 0))
+    return rotation % 360 if rotation % 90 == 0 else 0
+
+
+def frame_table(path):
+    """The sorted packet timestamps and the rotation of ``path``'s video stream (demuxed once; only its first
+    packet is decoded, for the rotation); cached per file, size and modification time."""
+    av = import_av()
+    stat = os.stat(path)
+    key = (path, stat.st_size, stat.st_mtime_ns)
+    with _TABLES_LOCK:
+        if key in _TABLES:
+            _TABLES.move_to_end(key)
+            return _TABLES[key]
+    container, stream = open_video(path)
+    pts, rotation, complete = [], None, True
+    try:
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is None:
+                complete = False
+            pts.append(stamp)
+            if rotation is None:
+                try:
+                    rotation = next((_rotation(f) for f in packet.decode()), None)
+                except av.error.FFmpegError:
+                    rotation = 0
+    except av.error.FFmpegError:
+        pass  # a cut or corrupt file: the packets before the damage
+    finally:
+        container.close()
+    table = FrameTable(np.sort(np.asarray(pts, np.int64)) if complete and pts else None, rotation or 0)
+    with _TABLES_LOCK:
+        _TABLES[key] = table
+        while len(_TABLES) > MAX_TABLES:
+            _TABLES.popitem(last=False)
+    return table
+
+
+def packets_end(pts, listed):
+    """The first frame whose packet could not be read, when fewer packets than the ``listed`` frame count were:
+    the first gap in the timestamps (a corrupt chunk the demuxer skipped), else the last packet read (a cut
+    tail: that packet is likely cut short too). None when nothing is missing."""
+    if pts is None or not listed or len(pts) >= listed:
+        return None
+    steps = np.diff(pts)
+    if len(steps):
+        gaps = np.nonzero(steps > 1.5 * np.median(steps))[0]
+        if len(gaps):
+            return int(gaps[0]) + 1
+    return max(len(pts) - 1, 0)
+
+
+def probe(path):
+    """Reads the container's metadata: `VideoInfo(num_frames, fps, height, width)`.
+
+    The frame count comes from the container's index (``nb_frames``); when the container does not
+    store it (e.g. Matroska/WebM), the video packets are counted without decoding them. Height and
+    width are the upright frame's (a rotation flag of 90 or 270 degrees swaps them).
+
+    Raises:
+        VideoDecodeError: the file is missing, empty, not a video or has no video stream/frames.
+    """
+    container, stream = open_video(path)
+    try:
+        num_frames, ctx = stream.frames, stream.codec_context
+        size, fps = (int(ctx.height), int(ctx.width)), stream_fps(stream)
+    finally:
+        container.close()
+    table = frame_table(os.fspath(path))
+    if not num_frames:
+        num_frames = len(table.pts) if table.pts is not None else 0
+    if not num_frames:
+        raise VideoDecodeError(path, "has no video frames")
+    if table.rotation in (90, 270):
+        size = size[::-1]
+    return VideoInfo(int(num_frames), fps, *size)
+
+
+class Clock:
+    """Maps presentation timestamps of one stream to 0-based frame indices (presentation order) and back.
+
+    From the sorted packet timestamps (`frame_table`) when every packet carries one; otherwise (and past the
+    packets that could be read) from the stream's start and frame rate."""
+
+    def __init__(self, stream, table=None):
+        self.time_base = float(stream.time_base)
+        self.fps = stream_fps(stream)
+        self.table = table if table is not None and len(table) else None
+        self.start = int(self.table[0]) if self.table is not None else (stream.start_time or 0)
+
+    def index(self, pts):
+        table = self.table
+        if table is None:
+            return int(round((pts - self.start) * self.time_base * self.fps))
+        i = int(np.searchsorted(table, pts))
+        if i >= len(table):
+            return len(table) - 1 + int(round((pts - table[-1]) * self.time_base * self.fps))
+        if i > 0 and pts - table[i - 1] < table[i] - pts:
+            i -= 1
+        return i
+
+    def pts(self, index):
+        table = self.table
+        if table is None:
+            return self.start + int(index / self.fps / self.time_base)
+        if index < len(table):
+            return int(table[index])
+        return int(table[-1]) + int((index - len(table) + 1) / self.fps / self.time_base)
+

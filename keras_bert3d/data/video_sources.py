@@ -1,0 +1,173 @@
+"""Where `make_dataset` gets each video's frames: video files, frame folders or TFRecord shards.
+
+`load_frames` turns an index (or shards) into a dataset of ``(uint8 frames resized to frame_size, label,
+element seed)``, one element per usable video. Which frames a video gives is the `ClipPlan`'s choice (NumPy,
+run inside ``tf.numpy_function``), and so is what happens to bad input: a video that breaks mid-stream is
+sampled from the frames before the damage when they hold a clip and half its frames; other bad input is
+skipped and counted in the plan's `BadVideoCounter`, or raised with ``strict``.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from keras_bert3d.data import sampling, transforms
+from keras_bert3d.data.video_reader import VideoDecodeError, probe, read_frames
+
+TFRECORD_SHUFFLE_BUFFER = 256  # parsed examples (JPEG bytes) held for shuffling
+# A video that breaks mid-stream is used up to the damage when that part holds a clip and at least this share of
+# its frames (else skipped and counted): most of the labelled action is still there.
+DAMAGED_MIN_FRACTION = 0.5
+
+
+class FrameFileError(ValueError):
+    """A frame file of a frame folder that is missing, empty or cut short; the message names the folder."""
+
+    def __init__(self, path, reason):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+class ClipPlan:
+    """Which frames each video gives (NumPy, run inside ``tf.numpy_function``), and the error policy."""
+
+    def __init__(self, mode, clip_len, stride, jitter, clips_per_video, modality, strict, counter):
+        self.mode, self.clip_len, self.stride, self.jitter = mode, clip_len, stride, jitter
+        self.clips_per_video, self.modality, self.strict, self.counter = clips_per_video, modality, strict, counter
+
+    def indices(self, num_frames, seed):
+        if self.mode == "train":
+            rng = np.random.default_rng(int(seed) % 2**63)
+            return sampling.train_indices(num_frames, self.clip_len, rng, self.stride, self.jitter)
+        if self.mode == "val":
+            return sampling.val_indices(num_frames, self.clip_len, self.stride)
+        return sampling.eval_clips(num_frames, self.clip_len, self.clips_per_video, self.stride).reshape(-1)
+
+    def skip(self, path, err, empty):
+        if self.strict:
+            raise err
+        self.counter.add(path, getattr(err, "reason", None) or f"cannot be read ({type(err).__name__}: {err})")
+        return empty, False
+
+    def video(self, path, num_frames, seed):
+        path = path.decode("utf-8")
+        try:
+            num_frames = int(num_frames) if num_frames > 0 else probe(path).num_frames
+            try:
+                return read_frames(path, self.indices(num_frames, seed)), True
+            except VideoDecodeError as err:  # broken mid-stream: the part before the damage, if it holds a clip
+                enough = max(sampling.clip_span(self.clip_len, self.stride), DAMAGED_MIN_FRACTION * num_frames)
+                if self.strict or (err.decodable or 0) < enough:
+                    raise
+                self.counter.note_damaged(path, err.reason)
+                return read_frames(path, self.indices(err.decodable, seed)), True
+        except Exception as err:  # VideoDecodeError, or anything else PyAV raises: never stop training
+            return self.skip(path, err, np.zeros((0, 1, 1, 3), np.uint8))
+
+    def frames(self, folder, num_frames, seed):
+        from keras_bert3d.data.frame_folders import count_frames, frame_files
+
+        folder = folder.decode("utf-8")
+        width = 1 if self.modality == "rgb" else 2
+        try:  # count_frames and frame_files raise VideoDecodeError for a missing or short folder
+            num_frames = int(num_frames) if num_frames > 0 else count_frames(folder, self.modality)
+            files = frame_files(folder, self.indices(num_frames, seed), self.modality, num_frames)
+            files = [files] if self.modality == "rgb" else [list(column) for column in zip(*files)]
+            for name in set(name for column in files for name in column):
+                _check_frame_file(folder, name)
+            names = [[os.fsencode(name) for name in column] for column in files]
+            return np.array(names, dtype=object).T.reshape(-1, width), True
+        except Exception as err:  # FrameFileError, OSError: never stop training
+            return self.skip(folder, err, np.empty((0, width), dtype=object))
+
+
+def _check_frame_file(folder, name):
+    name = os.fspath(name)
+    if not os.path.isfile(name):
+        raise FrameFileError(folder, f"missing frame file {os.path.basename(name)}")
+    size = os.path.getsize(name)
+    if size == 0:
+        raise FrameFileError(folder, f"empty frame file {os.path.basename(name)}")
+    with open(name, "rb") as f:
+        head = f.read(2)
+        f.seek(max(size - 2, 0))
+        tail = f.read(2)
+    if head == b"\xff\xd8" and tail != b"\xff\xd9":  # a JPEG cut short
+        raise FrameFileError(folder, f"truncated frame file {os.path.basename(name)}")
+
+
+def _decode_frame_files(files, channels, frame_size):
+    """uint8 ``(N, H, W, C)`` from a ``(N, 1)`` (RGB) or ``(N, 2)`` (flow x, y) string tensor, resized."""
+    width = 1 if channels == 3 else 2
+
+    def decode(row):
+        planes = [tf.io.decode_jpeg(tf.io.read_file(row[k]), channels=channels, dct_method="INTEGER_ACCURATE")
+                  for k in range(width)]
+        return transforms.resize(tf.concat(planes, -1), frame_size)
+
+    return tf.map_fn(decode, tf.reshape(files, [-1, width]),
+                     fn_output_signature=tf.TensorSpec([*frame_size, channels * width], tf.uint8))
+
+
+def _records(index):
+    records = list(index)
+    paths = [os.fspath(r.path) for r in records]
+    counts = [int(r.num_frames) if r.num_frames else -1 for r in records]
+    return tf.data.Dataset.from_tensor_slices((paths, [int(r.label) for r in records], counts))
+
+
+def _tfrecord_examples(pattern, modality, shuffle, seed, reshuffle):
+    from keras_bert3d.data import tfrecord
+
+    files = tfrecord.list_shards(pattern)
+    if tfrecord.shard_modality(files) != modality:
+        raise ValueError(f"{files[0]} holds {tfrecord.shard_modality(files)} frames but the preprocessing is "
+                         f"for {modality}")
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    if shuffle:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), deterministic=True,
+                                 num_parallel_calls=tf.data.AUTOTUNE)
+    if shuffle:
+        dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=reshuffle)
+    return dataset.map(lambda raw: tfrecord.parse_example(raw, modality), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle, calls, deterministic):
+    """``(frames, label, element seed)`` per usable video of ``index`` (a `VideoIndex`, or shards for
+    ``source="tfrecord"``), frames uint8 resized to ``frame_size``; ``seeds`` gives each video its seed."""
+    modality = plan.modality
+    if source == "tfrecord":
+        from keras_bert3d.data.tfrecord import decode_frames
+
+        examples = _tfrecord_examples(index, modality, shuffle, seed, reshuffle)
+
+        def load(example, elem_seed):
+            indices = tf.numpy_function(lambda n, s: plan.indices(int(n), s).astype(np.int32),
+                                        [example["num_frames"], elem_seed], tf.int32, stateful=False)
+            frames = transforms.resize(decode_frames(example, indices), frame_size)
+            return frames, example["label"], elem_seed
+
+        return tf.data.Dataset.zip(examples, seeds).map(load, num_parallel_calls=calls, deterministic=deterministic)
+
+    records = _records(index)
+    if shuffle:
+        records = records.shuffle(max(len(index), 1), seed=seed, reshuffle_each_iteration=reshuffle)
+    reader = plan.video if source == "video" else plan.frames
+    out_type = tf.uint8 if source == "video" else tf.string
+
+    def locate(path, label, num_frames, elem_seed):
+        data, ok = tf.numpy_function(reader, [path, num_frames, elem_seed], [out_type, tf.bool], stateful=True)
+        return data, label, elem_seed, ok
+
+    def load(data, label, elem_seed, ok):
+        if source == "video":
+            frames = transforms.resize(tf.ensure_shape(data, [None, None, None, 3]), frame_size)
+        else:
+            frames = _decode_frame_files(data, 3 if modality == "rgb" else 1, frame_size)
+        return frames, label, elem_seed
+
+    dataset = tf.data.Dataset.zip(records, seeds).map(lambda r, s: locate(*r, s), num_parallel_calls=calls,
+                                                      deterministic=deterministic)
+    dataset = dataset.filter(lambda data, label, elem_seed, ok: tf.ensure_shape(ok, []))
+    return dataset.map(load, num_parallel_calls=calls, deterministic=deterministic)

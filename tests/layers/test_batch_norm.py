@@ -220,3 +220,33 @@ def test_rule_on_other_backends(backend):
     lines = [line for line in done.stdout.splitlines() if line.startswith("ERR ")]
     assert done.returncode == 0 and lines, done.stderr[-2000:]
     assert float(lines[0].split()[1]) < 1e-6
+
+
+def test_float64_policy_reaches_every_layer_head_included():
+    """Under a float64 policy the whole classifier computes in float64: BatchNorm statistics, BERT and the
+    logits (the classifier's Dense stays float32 only under float32 and mixed policies)."""
+    from models.tiny_presets import tiny_overrides
+
+    from keras_bert3d.models.builder import build_model
+
+    keras.config.set_dtype_policy("float64")
+    try:
+        model = build_model("rgb_r2plus1d_32f_34_bert10", 3, **tiny_overrides("rgb_r2plus1d_32f_34_bert10"))
+    finally:
+        keras.config.set_dtype_policy("float32")
+    # The preprocessor (raw frames -> clips, outside model(clips)) keeps float32 clips on purpose.
+    wrong = sorted({layer.name for layer in sublayers(model) if layer.compute_dtype != "float64"} - {"preprocessor"})
+    assert not wrong, f"layers not computing in float64: {wrong}"
+    assert model.get_layer("classifier").kernel.dtype == "float64"
+    assert keras.backend.standardize_dtype(model.outputs[0].dtype) == "float64"
+    x = np.random.default_rng(12).normal(size=(2, 8, 32, 32, 3))
+    model(x, training=True)
+    norms = [layer for layer in sublayers(model) if isinstance(layer, BatchNormalization)]
+    assert norms and all(keras.backend.standardize_dtype(n.moving_variance.dtype) == "float64" for n in norms)
+    for policy, head in (("float32", "float32"), ("mixed_bfloat16", "float32")):
+        keras.config.set_dtype_policy(policy)
+        try:
+            model = build_model("rgb_r2plus1d_32f_34_bert10", 3, **tiny_overrides("rgb_r2plus1d_32f_34_bert10"))
+        finally:
+            keras.config.set_dtype_policy("float32")
+        assert model.get_layer("classifier").compute_dtype == head, policy

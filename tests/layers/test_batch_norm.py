@@ -198,28 +198,32 @@ OTHER_BACKEND = """
 import keras, numpy as np
 from keras_bert3d.layers.batch_normalization import BatchNormalization
 x = np.random.default_rng(0).normal(1.0, 2.0, size=(2, 3, 4, 4, 5)).astype("float32")
-inputs = keras.Input(x.shape[1:])
-bn = BatchNormalization(momentum=0.9, name="bn")
-model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling3D()(bn(inputs))))
-model.compile(optimizer="sgd", loss="mse")
-model.train_on_batch(x, np.zeros((2, 2), "float32"))
-flat = x.astype("float64").reshape(-1, 5)
-variance = 0.9 + 0.1 * flat.var(0) * len(flat) / (len(flat) - 1)
-print("ERR", float(np.max(np.abs(keras.ops.convert_to_numpy(bn.moving_variance) - variance) / variance)))
+for policy in ("float32", "mixed_bfloat16"):
+    keras.config.set_dtype_policy(policy)
+    inputs = keras.Input(x.shape[1:])
+    bn = BatchNormalization(momentum=0.9, name="bn")
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling3D()(bn(inputs))))
+    model.compile(optimizer="sgd", loss="mse")
+    model.train_on_batch(x, np.zeros((2, 2), "float32"))
+    seen = keras.ops.convert_to_numpy(keras.ops.cast(keras.ops.cast(x, bn.compute_dtype), "float32"))
+    flat = seen.astype("float64").reshape(-1, 5)
+    variance = 0.9 + 0.1 * flat.var(0) * len(flat) / (len(flat) - 1)
+    error = np.abs(keras.ops.convert_to_numpy(bn.moving_variance) - variance) / variance
+    print("ERR", policy, float(np.max(error)))
 """
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_rule_on_other_backends(backend):
-    """The jitted JAX step (stateless variables) and the PyTorch step apply the same rule."""
+    """The jitted JAX step (stateless variables) and the PyTorch step apply the same rule, mixed precision too."""
     if importlib.util.find_spec(backend) is None:
         pytest.skip(f"{backend} is not installed")
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run([sys.executable, "-c", OTHER_BACKEND], env=env, capture_output=True, text=True,
                           timeout=300)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("ERR ")]
-    assert done.returncode == 0 and lines, done.stderr[-2000:]
-    assert float(lines[0].split()[1]) < 1e-6
+    errors = {line.split()[1]: float(line.split()[2]) for line in done.stdout.splitlines() if line.startswith("ERR ")}
+    assert done.returncode == 0 and set(errors) == {"float32", "mixed_bfloat16"}, done.stderr[-2000:]
+    assert max(errors.values()) < 1e-6, errors
 
 
 def test_float64_policy_reaches_every_layer_head_included():

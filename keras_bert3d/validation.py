@@ -66,3 +66,20 @@ def remat_stages(remat, num_stages):
         return remat
     raise ValueError(f"`remat` must be True, False or a number of leading stages 1..{num_stages}; "
                      f"received remat={remat!r}")
+
+
+def is_int(value):
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    """An int or a float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int_at_least(name, value, minimum):
+    """``value`` must be None or an int >= ``minimum``."""
+    if value is not None and (not is_int(value) or value < minimum):
+        raise ValueError(f"{name} must be an int >= {minimum}; received {name}={value!r}")
+    return value

@@ -1,5 +1,6 @@
 """keras_bert3d.training.tune, hypermodel and leaderboard: the search space, the best trial as a training
-config, the strategies, and a tiny Hyperband search (2 trials, a tiny model, one step per epoch) on the synthetic videos."""
+config, the strategies, and a tiny Hyperband search (2 trials, a tiny model, one step per epoch) on the
+synthetic videos."""
 import csv
 import os
 

@@ -75,7 +75,7 @@ def run(args):
 
 def print_summary(metrics):
     """The summary line of an evaluation; of each stream, then of their fusion, for two streams."""
-    from keras_bert3d.training.eval_report import summary_line
+    from keras_bert3d.training.evaluation import summary_line
 
     if "streams" in metrics:
         for name in ("rgb", "flow"):

@@ -57,8 +57,7 @@ def _at_least(low):
 def run(args):
     from keras_bert3d.training.config_files import load_config
     from keras_bert3d.cli.training_messages import show_training_messages
-    from keras_bert3d.training.leaderboard import format_leaderboard, show
-    from keras_bert3d.training.tune import tune
+    from keras_bert3d.training.tune import format_leaderboard, show, tune
 
     overrides = list(args.overrides) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
     config = load_config(args.config, overrides)

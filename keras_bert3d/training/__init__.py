@@ -15,9 +15,9 @@ backend helpers); only keras_bert3d.cli imports it. It prints nothing: messages 
 - Distribution: strategies.py (``train.strategy``), distributed.py (the custom loop for multi-worker and
   mirrored accumulation) with replica_steps.py (its per-replica steps).
 - Evaluation: evaluate.py (a run or a .keras file, one or two streams), streams.py (one model over the test
-  subset, two-stream fusion), eval_report.py (the report files), evaluation.py (the arithmetic).
-- Tuning: tune.py (KerasTuner search), hypermodel.py (the hypermodel and the tuners), leaderboard.py (the
-  results), search_space.py (what it searches).
+  subset, two-stream fusion), evaluation.py (the arithmetic and the report files).
+- Tuning: tune.py (the KerasTuner search and its results), hypermodel.py (the hypermodel and the tuners),
+  search_space.py (what it searches).
 - demo.py: the job of ``make demo``. A clone's top-level ``training/`` holds the paper's configs and thin
   drivers (``python -m training.train`` = ``bert3d train``).
 """

@@ -14,14 +14,14 @@ per-video mean logits) into the output folder (`bert3d evaluate` prints one summ
 stream: each stream's mean logits are L2-normalised and summed (combined_demo.py).
 
 `evaluate` runs it: `resolve` finds the model file, config and class names of a run directory or a .keras
-file, keras_bert3d.training.streams runs each model over the test subset, keras_bert3d.training.eval_report
+file, keras_bert3d.training.streams runs each model over the test subset, keras_bert3d.training.evaluation
 writes the report.
 """
 import json
 import os
 
 from keras_bert3d.training import run_folder
-from keras_bert3d.training.eval_report import stream_metrics, write_report
+from keras_bert3d.training.evaluation import stream_metrics, write_report
 from keras_bert3d.training.streams import evaluate_stream, fuse_streams
 
 PROTOCOLS = "--clips cover --crops 10 (reference multi-clip ten-crop), --clips center --crops 10 (the BERT " \
@@ -79,7 +79,7 @@ def evaluate(model_path, config_path=None, overrides=(), clips="cover", crops=10
     ``overrides`` change the (RGB) model's config, ``flow_overrides`` the flow model's.
 
     Returns the metrics dict written to ``<output_dir>/metrics.json`` (fractions in [0, 1]), with its
-    ``output_dir``; `keras_bert3d.training.eval_report.summary_line` gives its one-line text (per stream: its
+    ``output_dir``; `keras_bert3d.training.evaluation.summary_line` gives its one-line text (per stream: its
     ``streams``)."""
     model_file, config, class_names = resolve(model_path, config_path, overrides, checkpoint)
     protocol = {"clips": clips, "crops": crops, "view_batch": view_batch_size}

@@ -13,8 +13,8 @@ objective is the best epoch's validation top-1 (``--objective``). The search spa
 ``bert_dropout`` and ``mask_keep_prob``, the ``learning_rate`` and ``weight_decay``, and
 ``freeze_backbone`` (with the SGD recipe the default learning-rate range is 1e-4..1e-1). At the end the
 leaderboard is written to ``leaderboard.csv`` (`bert3d tune` prints it) and the best trial is written as a
-training config, ``best_config.yaml``, for ``bert3d train`` (keras_bert3d.training.leaderboard). The
-hypermodel and the tuner are keras_bert3d.training.hypermodel's.
+training config, ``best_config.yaml``, for ``bert3d train``. The hypermodel and the tuner are
+keras_bert3d.training.hypermodel's.
 
 Everything goes to ``--directory`` (default ``<output_dir>/<name>/tune``); running the same command again
 continues the search (``--overwrite`` starts over).
@@ -28,6 +28,8 @@ machine with ``KERASTUNER_TUNER_ID`` (``chief`` on one, ``tuner0``, ``tuner1``, 
 ``KERASTUNER_ORACLE_IP`` and ``KERASTUNER_ORACLE_PORT`` (the chief's address) set; each worker may use
 ``--strategy mirrored`` for its own GPUs.
 """
+import copy
+import csv
 import logging
 import math
 import os
@@ -35,13 +37,71 @@ import os
 from keras_bert3d.training import model_setup, pipelines, run_folder
 from keras_bert3d.training.config import validate_config
 from keras_bert3d.training.config_files import save_config
-from keras_bert3d.training.hypermodel import make_hypermodel, make_tuner
-from keras_bert3d.training.leaderboard import best_config, leaderboard, write_leaderboard
-from keras_bert3d.training.search_space import SEARCH_SPACE, SGD_LEARNING_RATE, fit_space_to_model, resolve_space
+from keras_bert3d.training.hypermodel import make_hypermodel, make_tuner, with_values
+from keras_bert3d.training.search_space import (SEARCH_SPACE, SGD_LEARNING_RATE, TRAIN_KEYS, fit_space_to_model,
+                                                 resolve_space)
 
 log = logging.getLogger(__name__)
 
 
+# ------------------------------------------------------------------------------------------------ results
+def leaderboard(tuner, space, epochs=None):
+    """Completed trials, best first: ``[{"rank", "trial", "score", "epochs", <hyperparameters>}]`` (epochs: the
+    trial's own under Hyperband, else ``epochs``)."""
+    trials = tuner.oracle.get_best_trials(num_trials=len(tuner.oracle.trials))
+    rows = []
+    for rank, trial in enumerate(trials, start=1):
+        values = trial.hyperparameters.values
+        row = {"rank": rank, "trial": trial.trial_id, "score": trial.score,
+               "epochs": values.get("tuner/epochs", epochs if epochs is not None else "")}
+        row.update({name: values.get(name, "") for name in space})
+        rows.append(row)
+    return rows
+
+
+def format_leaderboard(rows, objective):
+    if not rows:
+        return "no completed trial"
+    header = ["rank", "trial", objective, "epochs"] + [k for k in rows[0] if k not in ("rank", "trial", "score",
+                                                                                          "epochs")]
+    table = [[str(r["rank"]), str(r["trial"]), show(r["score"]), str(r["epochs"])]
+             + [show(r[k]) for k in header[4:]] for r in rows]
+    widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
+    return "\n".join(lines)
+
+
+def show(value):
+    """A leaderboard cell: floats to 4 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_leaderboard(rows, path):
+    if not rows:
+        return None
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def best_config(config, values):
+    """The training config of the best trial: the searched values written into ``config``."""
+    values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    best = copy.deepcopy(config)
+    best["name"] = f"{config['name']}_tuned"
+    best["model"] = with_values(config["model"], values)
+    for key in TRAIN_KEYS:
+        if key in values:
+            best["train"][key] = float(values[key])
+    return validate_config(best)
+
+
+# ------------------------------------------------------------------------------------------------ tune
 def tune(config, tuner="hyperband", epochs=None, max_trials=10, factor=3, hyperband_iterations=1,
          executions_per_trial=1, objective="val_top1", space=None, only=None, directory=None, overwrite=False,
          verbose=None):
@@ -58,7 +118,7 @@ def tune(config, tuner="hyperband", epochs=None, max_trials=10, factor=3, hyperb
 
     Returns:
         ``{"best_config", "best_hyperparameters", "best_score", "leaderboard", "directory", "skipped_videos"}``
-        (`keras_bert3d.training.leaderboard.format_leaderboard` gives the leaderboard's text).
+        (`format_leaderboard` gives the leaderboard's text).
     """
     config = validate_config(config)
     tc = config["train"]

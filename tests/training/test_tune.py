@@ -1,4 +1,4 @@
-"""keras_bert3d.training.tune, hypermodel and leaderboard: the search space, the best trial as a training
+"""keras_bert3d.training.tune and hypermodel: the search space, the best trial as a training
 config, the strategies, and a tiny Hyperband search (2 trials, a tiny model, one step per epoch) on the
 synthetic videos."""
 import csv
@@ -12,7 +12,7 @@ import yaml
 import keras_bert3d
 from keras_bert3d.data.synthetic import write_synthetic_dataset
 from keras_bert3d.cli import main as cli_main
-from keras_bert3d.training import leaderboard, search_space
+from keras_bert3d.training import search_space, tune
 from keras_bert3d.training.hypermodel import make_tuner
 from keras_bert3d.training.config_files import load_config, save_config
 from keras_bert3d.training.model_setup import build_classifier
@@ -87,7 +87,7 @@ def test_best_config_is_a_training_config(config_file, tmp_path):
     config = load_config(config_file)
     values = {"num_heads": 4, "num_layers": 2, "bert_dropout": 0.2, "mask_keep_prob": 0.9, "learning_rate": 3e-4,
               "weight_decay": 1e-4, "freeze_backbone": True, "tuner/epochs": 2, "tuner/trial_id": "0001"}
-    best = leaderboard.best_config(config, values)
+    best = tune.best_config(config, values)
     path = save_config(best, tmp_path / "best.yaml")
     assert load_config(path) == best
     assert best["name"] == "tiny_tuned" and best["model"]["freeze_backbone"] is True
@@ -99,7 +99,7 @@ def test_best_config_is_a_training_config(config_file, tmp_path):
     classifier = keras_bert3d.build_model(PRESET, 3, **TINY)
     config_form = load_config(None, {"data.dataset": "ucf101", "data.root": "x", "model.config":
                                      keras.saving.serialize_keras_object(classifier)})
-    best = leaderboard.best_config(config_form, values)
+    best = tune.best_config(config_form, values)
     model = build_classifier(best["model"], 3)
     bert = model.bert_layers()["bert"]
     assert (bert.num_heads, bert.num_layers) == (4, 2)

@@ -138,14 +138,12 @@ def _train_custom_loop(config, run_dir, strategy):
         if tc["verbose"]:
             log.info(f"strategy={tc['strategy']} with {strategy.num_replicas_in_sync} replica(s): training with the "
                      "custom loop of keras_bert3d.training.distributed")
+    with strategy.scope():
+        model = model_setup.initial_model(config["model"], config["model"]["num_classes"], tc["verbose"])
+        optimizer = model_setup.make_optimizer(model, tc)
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
-    pipes = Pipelines(data, None, train_index, val_index, config["model"]["num_classes"], tc["seed"], steps)
-    built = {}
-
-    def model_fn():
-        built["model"] = model_setup.initial_model(config["model"], config["model"]["num_classes"], tc["verbose"])
-        pipes.prep = built["model"].preprocessing
-        return built["model"]
+    pipes = Pipelines(data, model.preprocessing, train_index, val_index, config["model"]["num_classes"],
+                      tc["seed"], steps)
 
     def shard(index, context):
         records = list(index)[context.input_pipeline_id::context.num_input_pipelines]
@@ -162,15 +160,14 @@ def _train_custom_loop(config, run_dir, strategy):
     accumulation = max(tc["gradient_accumulation_steps"], 1)
     backup_every = None if tc["backup_freq"] == "epoch" else max(1, tc["backup_freq"] // accumulation)
     result = distributed.custom_fit(
-        model_fn, lambda: model_setup.make_optimizer(built["model"], tc),
-        recipe.make_loss(bool(data["mixup"] or data["cutmix"])),
+        lambda: model, lambda: optimizer, recipe.make_loss(bool(data["mixup"] or data["cutmix"])),
         train_ds_fn, val_ds_fn, epochs=tc["epochs"], run_dir=run_dir, strategy=strategy,
         global_batch_size=data["batch_size"], steps_per_epoch=steps, validation_steps=tc["validation_steps"],
         checkpoint_every_steps=backup_every, plateau_patience=tc["plateau_patience"],
         plateau_factor=tc["plateau_factor"], jit_compile=tc["jit_compile"], counter=pipes.counter,
         verbose=tc["verbose"])
     return _finish(config, run_dir, {
-        "model": built["model"].name, "steps_per_epoch": steps, "num_train_videos": len(train_index),
+        "model": model.name, "steps_per_epoch": steps, "num_train_videos": len(train_index),
         "num_val_videos": len(val_index), "best_epoch": result["best_epoch"],
         "best_val_top1": result["best_val_top1"], "final": result["history"][-1] if result["history"] else None,
         "skipped_videos": result["bad_videos"], "skipped_by_reason": None, "resumed_from": result["resumed_from"],

@@ -83,3 +83,10 @@ def check_int_at_least(name, value, minimum):
     if value is not None and (not is_int(value) or value < minimum):
         raise ValueError(f"{name} must be an int >= {minimum}; received {name}={value!r}")
     return value
+
+
+def check_open_unit(name, value):
+    """``value`` must be a number strictly between 0 and 1 (a decay factor)."""
+    if not is_number(value) or not 0.0 < value < 1.0:
+        raise ValueError(f"`{name}` must be in (0, 1); received {name}={value!r}")
+    return value

@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_bert3d.training import run_folder
 from keras_bert3d.training.run_folder import save_model_atomic
+from keras_bert3d.validation import check_choice, check_open_unit
 
 
 def _inner(optimizer):
@@ -47,8 +48,7 @@ class ReferenceReduceLROnPlateau(StatefulCallback):
     def __init__(self, monitor="val_loss", factor=0.1, patience=5, threshold=1e-4, cooldown=0, min_lr=0.0,
                  verbose=1):
         super().__init__()
-        if not 0 < factor < 1:
-            raise ValueError(f"`factor` must be in (0, 1); received factor={factor}")
+        check_open_unit("factor", factor)
         self.monitor, self.factor, self.patience, self.threshold = monitor, factor, patience, threshold
         self.cooldown, self.min_lr, self.verbose = cooldown, min_lr, verbose
         self.best, self.num_bad_epochs, self.cooldown_counter = math.inf, 0, 0
@@ -93,8 +93,7 @@ class AtomicBestCheckpoint(StatefulCallback):
         super().__init__()
         if not str(path).endswith(".keras"):
             raise ValueError(f"`path` must end with .keras; received path={path!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"`mode` must be 'max' or 'min'; received mode={mode!r}")
+        check_choice("mode", mode, ("max", "min"))
         self.path, self.monitor, self.verbose, self.mode = os.fspath(path), monitor, verbose, mode
         self.best, self.best_epoch = None, None
 

@@ -73,7 +73,7 @@ from keras_bert3d.training.callbacks import RunFolderCallbacks
 from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
 from keras_bert3d.training.run_folder import save_model_atomic
 from keras_bert3d.training.strategies import worker_info
-from keras_bert3d.validation import check_int_at_least
+from keras_bert3d.validation import check_int_at_least, check_open_unit
 
 def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, epochs, run_dir, strategy=None,
                global_batch_size, steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
@@ -87,8 +87,7 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
         check_int_at_least(name, value, 1)
     check_int_at_least("epochs", epochs, 0)
     check_int_at_least("plateau_patience", plateau_patience, 0)
-    if not 0.0 < plateau_factor < 1.0:
-        raise ValueError(f"plateau_factor must be in (0, 1); received plateau_factor={plateau_factor!r}")
+    check_open_unit("plateau_factor", plateau_factor)
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:

@@ -89,4 +89,27 @@ def check_positive_number(name, value):
     """``value`` must be a number > 0 (int or float, not a bool); returns it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"`{name}` must be > 0; received {name}={value!r}")
+
+
+def is_int(value):
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value):
+    """An int or a float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_int_at_least(name, value, minimum):
+    """``value`` must be None or an int >= ``minimum``."""
+    if value is not None and (not is_int(value) or value < minimum):
+        raise ValueError(f"{name} must be an int >= {minimum}; received {name}={value!r}")
+    return value
+
+
+def check_open_unit(name, value):
+    """``value`` must be a number strictly between 0 and 1 (a decay factor)."""
+    if not is_number(value) or not 0.0 < value < 1.0:
+        raise ValueError(f"`{name}` must be in (0, 1); received {name}={value!r}")
     return value

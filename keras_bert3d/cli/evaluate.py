@@ -62,8 +62,24 @@ def add_arguments(parser):
 
 
 def run(args):
+    from keras_bert3d.cli.training_messages import show_training_messages
     from keras_bert3d.training.evaluate import evaluate
 
-    evaluate(args.model, args.config, args.overrides, args.clips, args.crops, args.view_batch, args.flow_model,
-             args.flow_config, args.output, args.checkpoint, args.limit, not args.quiet, args.flow_override)
+    show_training_messages()
+    metrics = evaluate(args.model, args.config, args.overrides, args.clips, args.crops, args.view_batch,
+                       args.flow_model, args.flow_config, args.output, args.checkpoint, args.limit, not args.quiet,
+                       args.flow_override)
+    print_summary(metrics)
     return 0
+
+
+def print_summary(metrics):
+    """The summary line of an evaluation; of each stream, then of their fusion, for two streams."""
+    from keras_bert3d.training.evaluation import summary_line
+
+    if "streams" in metrics:
+        for name in ("rgb", "flow"):
+            print(summary_line(metrics["streams"][name], name), flush=True)
+        print(summary_line(metrics, "two-stream"), flush=True)
+    else:
+        print(summary_line(metrics, metrics["modality"]), flush=True)

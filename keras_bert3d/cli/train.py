@@ -11,20 +11,20 @@ running the same command again resumes an interrupted run."""
 
 
 def add_arguments(parser):
-    from keras_bert3d.training.config import describe
+    from keras_bert3d.training.config import STRATEGIES, describe
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES + "\n\nconfig keys (default: meaning):\n" + describe()
     parser.add_argument("config", help="YAML or JSON config file (e.g. training/configs/*.yaml of a clone)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="dotted overrides, e.g. train.epochs=10 model.overrides.num_heads=4 data.root=/data")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+    parser.add_argument("--strategy", choices=STRATEGIES,
                         help="shortcut for train.strategy=...")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def run(args):
-    from keras_bert3d.training.config import load_config
+    from keras_bert3d.training.config_files import load_config
 
     overrides = list(args.overrides) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
     config = load_config(args.config, overrides)
@@ -33,7 +33,9 @@ def run(args):
 
         print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
         return 0
+    from keras_bert3d.cli.training_messages import show_training_messages
     from keras_bert3d.training.train import train
 
+    show_training_messages()
     train(config)
     return 0

@@ -11,8 +11,9 @@ into the tuner's folder; running the same command again continues the search."""
 
 
 def add_arguments(parser):
+    from keras_bert3d.training.config import STRATEGIES
     from keras_bert3d.training.search_space import SEARCH_SPACE
-    from keras_bert3d.training.tune import OBJECTIVES, TUNERS
+    from keras_bert3d.training.hypermodel import OBJECTIVES, TUNERS
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXAMPLES + "\n\nDefault search space:\n" + "\n".join(
@@ -36,7 +37,7 @@ def add_arguments(parser):
     parser.add_argument("--only", help="comma-separated names: search these only")
     parser.add_argument("--directory", help="the tuner's folder; default <output_dir>/<name>/tune")
     parser.add_argument("--overwrite", action="store_true", help="start over instead of continuing the search")
-    parser.add_argument("--strategy", choices=("default", "mirrored", "multi_worker"),
+    parser.add_argument("--strategy", choices=STRATEGIES,
                         help="shortcut for train.strategy=...")
 
 
@@ -54,12 +55,18 @@ def _at_least(low):
 
 
 def run(args):
-    from keras_bert3d.training.config import load_config
-    from keras_bert3d.training.tune import tune
+    from keras_bert3d.training.config_files import load_config
+    from keras_bert3d.cli.training_messages import show_training_messages
+    from keras_bert3d.training.tune import format_leaderboard, show, tune
 
     overrides = list(args.overrides) + ([f"train.strategy={args.strategy}"] if args.strategy else [])
     config = load_config(args.config, overrides)
-    tune(config, args.tuner, args.epochs, args.max_trials, args.factor, args.hyperband_iterations,
-         args.executions_per_trial, args.objective, args.space, args.only.split(",") if args.only else None,
-         args.directory, args.overwrite)
+    show_training_messages()
+    result = tune(config, args.tuner, args.epochs, args.max_trials, args.factor, args.hyperband_iterations,
+                  args.executions_per_trial, args.objective, args.space, args.only.split(",") if args.only else None,
+                  args.directory, args.overwrite)
+    rows = result["leaderboard"]
+    print(format_leaderboard(rows, args.objective), flush=True)
+    print(f"Best trial {rows[0]['trial']}: {args.objective} {show(rows[0]['score'])}; its training config: "
+          f"{result['best_config']}", flush=True)
     return 0

@@ -1,4 +1,4 @@
-"""The Keras callbacks of a training run (`keras_bert3d.training.train`, `keras_bert3d.training.tune`), and the atomic writes they share.
+"""The Keras callbacks of a training run (`keras_bert3d.training.train`, `keras_bert3d.training.tune`), and the run folder they keep.
 
 - `ReferenceReduceLROnPlateau`: torch's ReduceLROnPlateau semantics (relative threshold 1e-4, the LR drops
   after ``patience + 1`` bad epochs).
@@ -6,50 +6,31 @@
 - `HistoryCSV`: every epoch's logs and learning rate, rewritten atomically after each epoch.
 - `EpochAccumulationReset`: drops a partial gradient accumulation at each epoch start, as the reference zeroes
   its gradients there (see `keras_bert3d.models.recipe`).
-- `TrainingBackup`: makes a killed run resume at the step where its last backup was taken, with the same
-  result as an uninterrupted run; it saves and restores the state of the `StatefulCallback` s above.
+- `StatefulCallback`: a callback whose state the backups keep (`keras_bert3d.training.backup.TrainingBackup`
+  and the custom loop's checkpoint).
 - `RunFolderCallbacks`: the callbacks that keep a run folder (TensorBoard ``logs/``, ``history.csv``, the
   plateau rule, ``best.keras``), one set for `model.fit` and the custom multi-worker loop alike.
-- `atomic_write_text`, `save_model_atomic`: write through a temporary file and ``os.replace``, so a crash
-  never leaves a half-written file (also used by train.py for its run files).
+The file names and the atomic writes are keras_bert3d.training.run_folder's.
 """
 import csv
-import glob
-import json
 import math
 import os
 
 import keras
 import numpy as np
 
+from keras_bert3d.training import run_folder
+from keras_bert3d.training.run_folder import save_model_atomic
+from keras_bert3d.validation import check_choice, check_open_unit
+
 
 def _inner(optimizer):
     return getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer (mixed_float16)
 
 
-# ----------------------------------------------------------------------------------------------- saving
-def atomic_write_text(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def save_model_atomic(model, path):
-    """``model`` (architecture and weights, no optimiser state) to ``path`` (.keras): written to a
-    temporary file in the same folder, then renamed, so a crash never leaves a half-written file."""
-    clone = type(model).from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    folder, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{base[:-len('.keras')]}.tmp.keras")
-    clone.save(tmp)
-    os.replace(tmp, path)
-    return path
-
-
 # ----------------------------------------------------------------------------------------------- callbacks
 class StatefulCallback(keras.callbacks.Callback):
-    """A callback whose state `TrainingBackup` saves and restores (JSON-ready dict)."""
+    """A callback whose state `keras_bert3d.training.backup.TrainingBackup` saves and restores (JSON-ready dict)."""
 
     def get_state(self):
         raise NotImplementedError
@@ -67,8 +48,7 @@ class ReferenceReduceLROnPlateau(StatefulCallback):
     def __init__(self, monitor="val_loss", factor=0.1, patience=5, threshold=1e-4, cooldown=0, min_lr=0.0,
                  verbose=1):
         super().__init__()
-        if not 0 < factor < 1:
-            raise ValueError(f"`factor` must be in (0, 1); received factor={factor}")
+        check_open_unit("factor", factor)
         self.monitor, self.factor, self.patience, self.threshold = monitor, factor, patience, threshold
         self.cooldown, self.min_lr, self.verbose = cooldown, min_lr, verbose
         self.best, self.num_bad_epochs, self.cooldown_counter = math.inf, 0, 0
@@ -113,8 +93,7 @@ class AtomicBestCheckpoint(StatefulCallback):
         super().__init__()
         if not str(path).endswith(".keras"):
             raise ValueError(f"`path` must end with .keras; received path={path!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"`mode` must be 'max' or 'min'; received mode={mode!r}")
+        check_choice("mode", mode, ("max", "min"))
         self.path, self.monitor, self.verbose, self.mode = os.fspath(path), monitor, verbose, mode
         self.best, self.best_epoch = None, None
 
@@ -178,12 +157,12 @@ class RunFolderCallbacks:
     def __init__(self, run_dir, plateau_patience=None, plateau_factor=0.1, plateau_threshold=1e-4, min_lr=0.0,
                  plateau_monitor="val_loss", best_monitor="val_top1", best_mode="max", write=True, verbose=1):
         run_dir = os.fspath(run_dir)
-        self.tensorboard = keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), write_graph=False) \
+        self.tensorboard = keras.callbacks.TensorBoard(os.path.join(run_dir, run_folder.LOGS), write_graph=False) \
             if write else None
-        self.history = HistoryCSV(os.path.join(run_dir, "history.csv")) if write else None
+        self.history = HistoryCSV(os.path.join(run_dir, run_folder.HISTORY)) if write else None
         self.plateau = None if plateau_patience is None else ReferenceReduceLROnPlateau(
             plateau_monitor, plateau_factor, plateau_patience, plateau_threshold, min_lr=min_lr, verbose=verbose)
-        self.best = AtomicBestCheckpoint(os.path.join(run_dir, "best.keras"), best_monitor, verbose=verbose,
+        self.best = AtomicBestCheckpoint(os.path.join(run_dir, run_folder.BEST), best_monitor, verbose=verbose,
                                          mode=best_mode) if write else None
 
     @property
@@ -226,118 +205,3 @@ class EpochAccumulationReset(keras.callbacks.Callback):
         iteration.assign(int(keras.ops.convert_to_numpy(iteration)) // steps * steps)
         for accumulator in accumulators:
             accumulator.assign(keras.ops.zeros(accumulator.shape, accumulator.dtype))
-
-
-class TrainingBackup(keras.callbacks.Callback):
-    """Backs up the whole training state every ``save_freq`` steps and at each epoch end, so that a killed
-    run started again resumes at the step of its last backup and ends as an uninterrupted run would.
-
-    Keras' ``BackupAndRestore`` keeps the weights and optimiser but restarts an interrupted epoch from its
-    first batch; this one also keeps where in the epoch the run was (the caller skips the batches done,
-    see `train.py`), the running train metrics of that epoch, the dropout/masking seed states and the state
-    of the `StatefulCallback` s (plateau counters, best top-1, history). Files in ``backup_dir``:
-    ``ckpt-<n>.weights.h5`` (model + optimiser), ``ckpt-<n>.extras.npz`` (seed and metric states) and
-    ``state.json`` (epoch, step, callback states), which is replaced atomically after the other two are
-    written: a kill at any moment leaves a consistent backup.
-
-    Checked bit-exact against uninterrupted runs with the default strategy (tests/training). Under a
-    one-replica CPU ``MirroredStrategy`` a restored run continued but did not reproduce the uninterrupted
-    one (BatchNorm moving statistics updated differently after the restore; cause not found).
-    """
-
-    def __init__(self, backup_dir, save_freq=100, stateful=(), extra_state=None, steps_per_epoch=None):
-        super().__init__()
-        if save_freq != "epoch" and (not isinstance(save_freq, int) or save_freq < 1):
-            raise ValueError(f"`save_freq` must be 'epoch' or an int >= 1; received save_freq={save_freq!r}")
-        self.backup_dir, self.save_freq, self.stateful = os.fspath(backup_dir), save_freq, dict(stateful)
-        self.extra_state = extra_state  # callable -> JSON-ready dict saved with each backup
-        self.steps_per_epoch = steps_per_epoch  # the last step of an epoch is backed up by on_epoch_end
-        self.state = self.read(self.backup_dir)
-        self.epoch, self.step, self._since_save = 0, 0, 0
-        self._pending_metrics = None
-
-    @staticmethod
-    def read(backup_dir):
-        """The ``state.json`` of ``backup_dir`` (None when there is no backup)."""
-        path = os.path.join(backup_dir, "state.json")
-        if not os.path.isfile(path):
-            return None
-        with open(path) as f:
-            return json.load(f)
-
-    @property
-    def resume_point(self):
-        """``(epoch, step)`` where training continues: (0, 0) without a backup."""
-        return (self.state["epoch"], self.state["step"]) if self.state else (0, 0)
-
-    def _extra_variables(self):
-        saved = {id(v) for v in self.model.weights}
-        seeds = [v for v in self.model.variables if id(v) not in saved]  # SeedGenerator states
-        return seeds, list(self.model.metrics_variables)
-
-    def restore(self, model):
-        """Loads the backup into ``model`` (compiled, not yet fitted). The metric states are put back
-        at the start of the resumed epoch (fit resets metrics there). Returns the resume point."""
-        if not self.state:
-            return (0, 0)
-        self.set_model(model)
-        optimizer = model.optimizer
-        if not optimizer.built:
-            optimizer.build(model.trainable_variables)
-        model.load_weights(os.path.join(self.backup_dir, self.state["weights"]))
-        with np.load(os.path.join(self.backup_dir, self.state["extras"])) as extras:
-            seeds, _ = self._extra_variables()
-            values = [extras[f"seed_{i}"] for i in range(int(extras["num_seeds"]))]
-            if len(values) != len(seeds):
-                raise ValueError(f"the backup in {self.backup_dir} holds {len(values)} seed states; the model has "
-                                 f"{len(seeds)}: it was made by a different model")
-            for variable, value in zip(seeds, values):
-                variable.assign(value)
-            self._pending_metrics = [extras[f"metric_{i}"] for i in range(int(extras["num_metrics"]))]
-        for name, callback in self.stateful.items():
-            if name in self.state["callbacks"]:
-                callback.set_state(self.state["callbacks"][name])
-        self.epoch, self.step = self.resume_point
-        return self.resume_point
-
-    def on_epoch_begin(self, epoch, logs=None):
-        resumed = self.state is not None and epoch == self.state["epoch"] and self.state["step"] > 0
-        self.epoch, self.step = epoch, self.state["step"] if resumed else 0
-        if resumed and self._pending_metrics is not None:
-            _, metrics = self._extra_variables()
-            if len(metrics) != len(self._pending_metrics):
-                raise ValueError(f"the backup holds {len(self._pending_metrics)} metric states; the model has "
-                                 f"{len(metrics)} (build its compiled metrics, e.g. with one evaluate batch)")
-            for variable, value in zip(metrics, self._pending_metrics):
-                variable.assign(value)
-        self._pending_metrics = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.step += 1
-        self._since_save += 1
-        last = self.steps_per_epoch is not None and self.step >= self.steps_per_epoch
-        if self.save_freq != "epoch" and self._since_save >= self.save_freq and not last:
-            self.save(self.epoch, self.step)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.save(epoch + 1, 0)
-
-    def save(self, epoch, step):
-        """Writes the backup of the current state as ``(epoch, step)`` (the next step to run)."""
-        os.makedirs(self.backup_dir, exist_ok=True)
-        number = (self.state["number"] + 1) if self.state else 1
-        weights, extras = f"ckpt-{number}.weights.h5", f"ckpt-{number}.extras.npz"
-        self.model.save_weights(os.path.join(self.backup_dir, weights))
-        seeds, metrics = self._extra_variables()
-        arrays = {f"seed_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(seeds)}
-        arrays.update({f"metric_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(metrics)})
-        with open(os.path.join(self.backup_dir, extras), "wb") as f:
-            np.savez(f, num_seeds=len(seeds), num_metrics=len(metrics), **arrays)
-        state = {"epoch": epoch, "step": step, "number": number, "weights": weights, "extras": extras,
-                 "callbacks": {name: cb.get_state() for name, cb in self.stateful.items()},
-                 "extra": self.extra_state() if self.extra_state else {}}
-        atomic_write_text(os.path.join(self.backup_dir, "state.json"), json.dumps(state))
-        self.state, self._since_save = state, 0
-        for path in glob.glob(os.path.join(self.backup_dir, "ckpt-*")):
-            if os.path.basename(path) not in (weights, extras):
-                os.remove(path)

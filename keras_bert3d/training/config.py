@@ -1,4 +1,4 @@
-"""Training configs: YAML or JSON files plus ``key=value`` overrides, validated against one schema.
+"""Training configs: the schema (every key, its default and meaning) and its validation.
 
 A config has four sections (every key and its default is in `DEFAULTS`; `DESCRIPTIONS` says what each
 means). Unknown keys are errors, and so are values of the wrong type: the message names the dotted key.
@@ -9,34 +9,17 @@ means). Unknown keys are errors, and so are values of the wrong type: the messag
     train.*                           the recipe (optimiser, accumulation, plateau schedule), precision,
                                       distribution strategy, seed, backups
 
-``load_config(path, ["train.learning_rate=1e-4", "model.overrides.num_heads=4"])`` returns the resolved
-dict; override values are parsed as YAML scalars (``null``, ``true``, ``1e-4``, ``[1, 1, 1, 1]``).
+`validate_config` checks a dict and completes it with the defaults; `describe` is the text of ``--help``.
+Reading and writing config files (YAML/JSON plus ``key=value`` overrides) is keras_bert3d.training.config_files.
 """
 import copy
 import json
-import os
-import re
 
-import yaml
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 safe loader that also reads ``1e-5`` (no dot) as a float, as YAML 1.2 does."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                   |[-+]?\.(?:inf|Inf|INF)
-                   |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+from keras_bert3d.validation import is_int, is_number
 
 OPTIMIZERS = ("auto", "adamw", "sgd")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
-SOURCES = ("auto", "video", "frames", "tfrecord")
 DATASETS = ("ucf101", "hmdb51", "kinetics", "frames", "folders", "csv")
 
 DEFAULTS = {
@@ -150,19 +133,13 @@ def _flat(tree):
     return out
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _fail(key, value, expected):
     raise ValueError(f"config key `{key}` must be {expected}; received {key}={value!r}")
 
 
 def _check_value(key, value):
+    from keras_bert3d.data.pipeline import SOURCES  # lazily: the data pipeline imports TensorFlow
+
     default = _flat(DEFAULTS)[key]
     choices = {"train.optimizer": OPTIMIZERS, "train.mixed_precision": PRECISIONS,
                "train.strategy": STRATEGIES, "data.source": SOURCES, "data.dataset": DATASETS}
@@ -184,7 +161,7 @@ def _check_value(key, value):
         if not isinstance(value, (str, list)):
             _fail(key, value, "a list of class names, a file, or null")
     elif key == "train.backup_freq":
-        if value != "epoch" and not (_is_int(value) and value >= 1):
+        if value != "epoch" and not (is_int(value) and value >= 1):
             _fail(key, value, "'epoch' or an integer >= 1")
     elif key == "train.jit_compile":
         if value != "auto" and not isinstance(value, bool):
@@ -197,13 +174,13 @@ def _check_value(key, value):
             _fail(key, value, "true or false")
     elif key in ("model.num_classes", "data.split", "data.batch_size", "train.gradient_accumulation_steps",
                  "train.epochs", "train.steps_per_epoch", "train.validation_steps"):
-        if not _is_int(value) or value < (0 if key == "train.epochs" else 1):
+        if not is_int(value) or value < (0 if key == "train.epochs" else 1):
             _fail(key, value, "a positive integer" + (" or null" if nullable else ""))
     elif key == "train.plateau_patience" or key == "train.seed":
-        if not _is_int(value) or value < 0:
+        if not is_int(value) or value < 0:
             _fail(key, value, "an integer >= 0")
-    elif _is_number(default) or key == "train.learning_rate":
-        if not _is_number(value) or value < 0:
+    elif is_number(default) or key == "train.learning_rate":
+        if not is_number(value) or value < 0:
             _fail(key, value, "a number >= 0" + (" or null" if nullable else ""))
         if key in ("train.plateau_factor", "train.momentum", "train.dampening") and value > 1:
             _fail(key, value, "a number in [0, 1]")
@@ -253,76 +230,6 @@ def validate_config(config):
         raise ValueError("data.source='tfrecord' needs `data.tfrecord` (training shards); received "
                          "data.tfrecord=None")
     return merged
-
-
-def parse_override(text):
-    """``"train.learning_rate=1e-4"`` -> ``("train.learning_rate", 1e-4)`` (value parsed as YAML)."""
-    if "=" not in text:
-        raise ValueError(f"an override is key=value, e.g. train.epochs=10; received {text!r}")
-    key, raw = text.split("=", 1)
-    key = key.strip()
-    if not key:
-        raise ValueError(f"an override needs a key before '='; received {text!r}")
-    try:
-        value = yaml.load(raw, Loader=_Loader) if raw.strip() else None
-    except yaml.YAMLError as err:
-        raise ValueError(f"cannot parse the value of override {text!r}: {err}") from err
-    return key, value
-
-
-def _set_dotted(tree, key, value):
-    parts = key.split(".")
-    node = tree
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ValueError(f"override `{key}`: `{'.'.join(parts[:i + 1])}` is not a mapping")
-        node = child
-    node[parts[-1]] = value
-
-
-def load_config(path=None, overrides=()):
-    """The validated config of a YAML/JSON file (``None``: the defaults) after dotted ``overrides``.
-
-    Args:
-        path: a ``.yaml``/``.yml``/``.json`` file, or None.
-        overrides: ``["key=value", ...]`` or a ``{dotted key: value}`` dict; e.g.
-            ``"train.epochs=3"``, ``"model.overrides.num_heads=2"``, ``"model.weights=null"``.
-    """
-    config = {}
-    if path is not None:
-        path = os.fspath(path)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"config file not found: {path}")
-        with open(path) as f:
-            text = f.read()
-        try:
-            config = json.loads(text) if path.endswith(".json") else yaml.load(text, Loader=_Loader)
-        except (ValueError, yaml.YAMLError) as err:
-            raise ValueError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: {err}") from err
-        config = {} if config is None else config
-        if not isinstance(config, dict):
-            raise ValueError(f"{path} must hold a mapping at the top level; received {type(config).__name__}")
-    items = overrides.items() if isinstance(overrides, dict) else (parse_override(o) for o in overrides)
-    for key, value in items:
-        _set_dotted(config, key, value)
-    return validate_config(config)
-
-
-def save_config(config, path):
-    """Writes ``config`` as YAML (``.json``: JSON) atomically (temporary file + rename)."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        if path.endswith(".json"):
-            json.dump(config, f, indent=2)
-        else:
-            yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
-    return path
 
 
 def describe():

@@ -12,25 +12,14 @@ Each class shows the same three coloured events; only their order differs. Each 
 R(2+1)D sees at most one event, so averaging the tokens (TGAP) loses the order and attention over ordered
 tokens keeps it (keras_bert3d.data.synthetic.DEMO). Every step resumes: run it again and it continues.
 """
-import argparse
 import json
 import os
 import shutil
 import time
 
+from keras_bert3d.training import run_folder
+
 POOLINGS = ("bert", "tgap")
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="demo_out", help="working folder (data, runs, reports)")
-    parser.add_argument("--export-dir", default="saved_models", help="where the better model is exported")
-    parser.add_argument("--epochs", type=int, default=None, help="override the configs' epochs")
-    parser.add_argument("--videos-per-class", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--configs", help="folder of synthetic_bert.yaml and synthetic_tgap.yaml; default the clone's training/configs")
-    return parser
 
 
 def make_dataset(root, videos_per_class, seed):
@@ -60,7 +49,7 @@ def clear_runs(runs_dir):
 
 
 def train_and_evaluate(pooling, data_root, runs_dir, epochs, seed, configs_dir):
-    from keras_bert3d.training.config import load_config
+    from keras_bert3d.training.config_files import load_config
     from keras_bert3d.training.evaluate import evaluate
     from keras_bert3d.training.train import train
 
@@ -76,38 +65,16 @@ def train_and_evaluate(pooling, data_root, runs_dir, epochs, seed, configs_dir):
     return run_dir, summary, metrics, minutes
 
 
-def main(argv=None, configs_dir=None):
-    """The demo; ``configs_dir`` holds synthetic_bert.yaml and synthetic_tgap.yaml (a clone's training/configs)."""
-    args = build_parser().parse_args(argv)
-    configs_dir = args.configs or configs_dir
-    if configs_dir is None:
-        raise SystemExit("demo: error: --configs FOLDER (the folder of synthetic_bert.yaml and synthetic_tgap.yaml) is needed")
-    data_root = os.path.join(args.out, "data", "synthetic")
-    runs_dir = os.path.join(args.out, "runs")
-    if make_dataset(data_root, args.videos_per_class, args.seed):
-        for path in clear_runs(runs_dir):
-            print(f"removed {path}: it was trained on the previous dataset")
-
-    results = {}
-    for pooling in POOLINGS:
-        results[pooling] = train_and_evaluate(pooling, data_root, runs_dir, args.epochs, args.seed, configs_dir)
-
-    print("\nmulti-clip x 10-crop test accuracy on the synthetic ordered-events dataset:")
-    for pooling, (run_dir, summary, metrics, minutes) in results.items():
-        print(f"{pooling}: top-1 {100 * metrics['top1']:.1f}%  (mean class {100 * metrics['mean_class_accuracy']:.1f}%, "
-              f"{metrics['videos']} test videos, trained {minutes:.1f} min, {run_dir})")
-    margin = 100 * (results["bert"][2]["top1"] - results["tgap"][2]["top1"])
-    print(f"BERT pooling minus TGAP: {margin:+.1f} points of top-1")
-
-    better = max(POOLINGS, key=lambda p: results[p][2]["top1"])
+def export_better(results, export_dir):
+    """Exports the model of the pooling with the better test top-1 (``results``: pooling -> what
+    `train_and_evaluate` returned) as a SavedModel under ``export_dir``; returns ``(pooling, path)``."""
     from keras_bert3d.serving.export import export_saved_model
     from keras_bert3d.training.evaluate import load_model
 
+    better = max(POOLINGS, key=lambda p: results[p][2]["top1"])
     run_dir = results[better][0]
-    with open(os.path.join(run_dir, "class_names.json")) as f:
+    with open(os.path.join(run_dir, run_folder.CLASS_NAMES)) as f:
         class_names = json.load(f)
-    model = load_model(os.path.join(run_dir, "best.keras"))
-    path = export_saved_model(model, os.path.join(args.export_dir, f"synthetic_{better}"), class_names=class_names)
-    print(f"exported the {better} model: {path}")
-    return 0
-
+    model = load_model(os.path.join(run_dir, run_folder.BEST))
+    path = export_saved_model(model, os.path.join(export_dir, f"synthetic_{better}"), class_names=class_names)
+    return better, path

@@ -4,7 +4,7 @@ Keras 3 ``model.fit`` does not run under ``tf.distribute.MultiWorkerMirroredStra
 so ``strategy: multi_worker`` trains with `custom_fit`, a loop written on ``strategy.run`` (its per-replica
 steps and synchronised dataset passes are in keras_bert3d.training.replica_steps):
 
-    strategy = get_strategy("multi_worker")          # FIRST, before any other TensorFlow op
+    strategy = get_strategy("multi_worker")          # FIRST, before any other TensorFlow op (training.strategies)
     summary = custom_fit(
         model_fn,                 # () -> built keras.Model with logits output; called inside strategy.scope()
         optimizer_fn,             # () -> keras.optimizers.Optimizer; called inside strategy.scope()
@@ -15,7 +15,7 @@ steps and synchronised dataset passes are in keras_bert3d.training.replica_steps
         steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
         checkpoint_every_steps=None, max_checkpoints=2,
         plateau_patience=None, plateau_factor=0.1, plateau_threshold=1e-4, min_lr=0.0,
-        jit_compile=False, step_end_fns=(), epoch_end_fns=(), verbose=1,
+        jit_compile=False, step_end_fns=(), epoch_end_fns=(), counter=None, verbose=1,
     ) -> {"history": [row, ...], "best_epoch": int|None, "best_val_top1": float|None, "epochs_run": int,
           "global_step": int, "resumed_from": {"epoch": e, "step_in_epoch": s, "global_step": g}|None,
           "bad_videos": int, "is_chief": bool}
@@ -26,7 +26,8 @@ Datasets. ``train_ds_fn(input_context, epoch)`` gives this worker's share of the
 index, which avoids decoding other workers' videos). Seed its shuffling with ``epoch`` so that a resumed epoch
 sees the same order (the loop skips the batches already consumed). Workers may hold unequal shares: the loop
 stops an epoch when every worker is exhausted, and a worker that ran out first trains on an empty batch.
-``dataset.bad_videos`` (the pipeline's counter), when present, is summed into the progress line.
+``counter`` (the `BadVideoCounter` the datasets count their skipped videos into, anything with a ``total``),
+when given, gives the skipped videos of each pass, summed into the progress line.
 
 Steps. ``steps_per_epoch``/``validation_steps`` count batches (as ``model.fit`` does); an optimizer update
 happens every ``gradient_accumulation_steps`` batches (default: the optimizer's own
@@ -67,82 +68,26 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_bert3d.training.callbacks import RunFolderCallbacks, save_model_atomic
+from keras_bert3d.training import run_folder
+from keras_bert3d.training.callbacks import RunFolderCallbacks
 from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
-
-STRATEGIES = ("default", "mirrored", "multi_worker")
-
-
-def get_strategy(name="default"):
-    """The `tf.distribute.Strategy` named ``name``: ``"default"`` (no distribution), ``"mirrored"`` (all local
-    GPUs; one CPU replica without GPUs) or ``"multi_worker"`` (``MultiWorkerMirroredStrategy`` from the
-    ``TF_CONFIG`` environment variable). Create it before any other TensorFlow op of the program."""
-    if name not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {list(STRATEGIES)}; received strategy={name!r}")
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    _check_tf_config(os.environ.get("TF_CONFIG"))
-    try:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    except RuntimeError as error:
-        raise RuntimeError(f"could not create MultiWorkerMirroredStrategy ({error}); it must be created at program "
-                           "start, before any other TensorFlow op: call get_strategy('multi_worker') first") from error
-
-
-def _check_tf_config(text):
-    example = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
-    if not text:
-        raise ValueError(f"strategy='multi_worker' needs the TF_CONFIG environment variable, e.g. "
-                         f"TF_CONFIG='{example}'")
-    try:
-        config = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"TF_CONFIG is not valid JSON ({error}); received TF_CONFIG={text!r}") from None
-    cluster, task = (config.get("cluster"), config.get("task")) if isinstance(config, dict) else (None, None)
-    if not isinstance(cluster, dict) or not cluster or not isinstance(task, dict):
-        raise ValueError(f"TF_CONFIG needs a 'cluster' dict and a 'task' dict, e.g. {example}; "
-                         f"received TF_CONFIG={text!r}")
-    task_type, index = task.get("type"), task.get("index")
-    if task_type not in cluster:
-        raise ValueError(f"TF_CONFIG task type {task_type!r} is not in the cluster {sorted(cluster)}; "
-                         f"received TF_CONFIG={text!r}")
-    if not isinstance(index, int) or not 0 <= index < len(cluster[task_type]):
-        raise ValueError(f"TF_CONFIG task index must be an int in [0, {len(cluster[task_type])}); "
-                         f"received TF_CONFIG={text!r}")
-
-
-def worker_info(strategy):
-    """``(task_type, task_id, is_chief)`` of this process (``(None, 0, True)`` without a cluster)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    task_type = getattr(resolver, "task_type", None)
-    task_id = getattr(resolver, "task_id", None) or 0
-    if task_type is None:
-        return None, 0, True
-    cluster = resolver.cluster_spec().as_dict()
-    chief = task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
-    return task_type, task_id, chief
-
-
-def _check_ints(minimum, **values):
-    for key, value in values.items():
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
-            raise ValueError(f"{key} must be an int >= {minimum}; received {key}={value!r}")
-
+from keras_bert3d.training.run_folder import save_model_atomic
+from keras_bert3d.training.strategies import worker_info
+from keras_bert3d.validation import check_int_at_least, check_open_unit
 
 def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, epochs, run_dir, strategy=None,
                global_batch_size, steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
                checkpoint_every_steps=None, max_checkpoints=2, plateau_patience=None, plateau_factor=0.1,
                plateau_threshold=1e-4, min_lr=0.0, jit_compile=False, step_end_fns=(),
-               epoch_end_fns=(), callbacks=(), verbose=1):
+               epoch_end_fns=(), callbacks=(), counter=None, verbose=1):
     """Trains ``model_fn()`` under ``strategy`` with resume, best-model selection and logs (module docstring)."""
-    _check_ints(1, global_batch_size=global_batch_size, steps_per_epoch=steps_per_epoch,
-                validation_steps=validation_steps, gradient_accumulation_steps=gradient_accumulation_steps,
-                checkpoint_every_steps=checkpoint_every_steps, max_checkpoints=max_checkpoints)
-    _check_ints(0, epochs=epochs, plateau_patience=plateau_patience)
-    if not 0.0 < plateau_factor < 1.0:
-        raise ValueError(f"plateau_factor must be in (0, 1); received plateau_factor={plateau_factor!r}")
+    for name, value in dict(global_batch_size=global_batch_size, steps_per_epoch=steps_per_epoch,
+                            validation_steps=validation_steps, gradient_accumulation_steps=gradient_accumulation_steps,
+                            checkpoint_every_steps=checkpoint_every_steps, max_checkpoints=max_checkpoints).items():
+        check_int_at_least(name, value, 1)
+    check_int_at_least("epochs", epochs, 0)
+    check_int_at_least("plateau_patience", plateau_patience, 0)
+    check_open_unit("plateau_factor", plateau_factor)
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
@@ -181,8 +126,9 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
         ("epoch", 0, tf.int64), ("step_in_epoch", 0, tf.int64), ("global_step", 0, tf.int64),
         ("train_sums", [0.0, 0.0, 0.0], tf.float64), ("callback_states", "{}", tf.string))}
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, rng_states=loop.rng_states, **state)
-    backup_dir = os.path.join(run_dir, "backup")
-    write_dir = backup_dir if chief else os.path.join(run_dir, f".workertemp_{task_type}_{task_id}", "backup")
+    backup_dir = os.path.join(run_dir, run_folder.BACKUP)
+    write_dir = backup_dir if chief else os.path.join(run_dir, run_folder.worker_temp(task_type, task_id),
+                                                      run_folder.BACKUP)
     manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_checkpoints)
     resumed, latest = None, tf.train.latest_checkpoint(backup_dir)
     if latest:
@@ -215,7 +161,7 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
         start, skip = time.time(), int(state["step_in_epoch"].numpy())
         sums = [float(v) for v in state["train_sums"].numpy()]
         batches = skip
-        passes = [EpochBatches(strategy, train_ds_fn, epoch, skip, steps_per_epoch)]
+        passes = [EpochBatches(strategy, train_ds_fn, epoch, skip, steps_per_epoch, counter)]
         callback_list.on_epoch_begin(epoch)
         for batch in passes[0]:
             callback_list.on_train_batch_begin(batches)
@@ -239,7 +185,7 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
         logs = {"loss": sums[0] / max(sums[2], 1.0), "top1": sums[1] / max(sums[2], 1.0)}
         if val_ds_fn is not None:
             val = [0.0, 0.0, 0.0]
-            passes.append(EpochBatches(strategy, val_ds_fn, epoch, 0, validation_steps))
+            passes.append(EpochBatches(strategy, val_ds_fn, epoch, 0, validation_steps, counter))
             for batch in passes[-1]:
                 val = [a + float(b) for a, b in zip(val, loop.val_step(batch).numpy().tolist())]
             logs.update(val_loss=val[0] / max(val[2], 1.0), val_top1=val[1] / max(val[2], 1.0))
@@ -265,7 +211,7 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
             fn(epoch, dict(logs, learning_rate=rate))
     callback_list.on_train_end()
     if chief:
-        save_model_atomic(model, os.path.join(run_dir, "last.keras"))
+        save_model_atomic(model, os.path.join(run_dir, run_folder.LAST))
     best = folder.best
     return {"history": [dict(row) for row in folder.history.rows] if chief else [],
             "best_epoch": best.best_epoch if best else None,

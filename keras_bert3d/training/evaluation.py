@@ -9,12 +9,18 @@
   columns: predicted class), a per-class CSV and a confusion-matrix PNG (matplotlib's Agg canvas; no
   pyplot, so no global state is touched).
 
+- The report of an evaluation (`write_report`): metrics.json, per_class.csv, confusion.png, predictions.csv
+  and logits.npz (names: keras_bert3d.training.run_folder), and its summary line (`summary_line`).
+
 Nothing here runs a model or reads data; `keras_bert3d.training.evaluate` does, and calls these.
 """
 import csv
+import json
 import os
 
 import numpy as np
+
+from keras_bert3d.training import run_folder
 
 TOP_K = (1, 5)
 
@@ -219,3 +225,41 @@ def plot_confusion_matrix(confusion, class_names, path, normalize=True, title=No
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     figure.savefig(path, format="png")
+
+
+def write_report(output_dir, logits, labels, class_names, keys=None, views=None, extra=None, title=None):
+    """Writes metrics.json, per_class.csv, confusion.png, predictions.csv and logits.npz (per-video mean
+    logits, labels and names: fuse or ensemble later without re-running); returns the metrics."""
+    os.makedirs(output_dir, exist_ok=True)
+    metrics = compute_metrics(logits, labels)
+    metrics.update(extra or {})
+    with open(os.path.join(output_dir, run_folder.METRICS), "w", encoding="utf-8") as f:
+        json.dump(metrics, f, indent=1)
+    write_per_class_csv(os.path.join(output_dir, run_folder.PER_CLASS),
+                                   per_class_rows(logits, labels, class_names))
+    names = np.array([key.rsplit("#", 1)[0] for key in keys] if keys else [str(i) for i in range(len(labels))])
+    np.savez(os.path.join(output_dir, run_folder.LOGITS), logits=logits, labels=labels, videos=names)
+    predictions = logits.argmax(axis=1)
+    confusion = confusion_matrix(labels, predictions, len(class_names))
+    plot_confusion_matrix(confusion, class_names, os.path.join(output_dir, run_folder.CONFUSION), title=title)
+    with open(os.path.join(output_dir, run_folder.PREDICTIONS), "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["video", "label", "class", "predicted", "predicted_class", "correct", "views"])
+        for i, (label, predicted) in enumerate(zip(labels, predictions)):
+            writer.writerow([names[i], int(label), class_names[label], int(predicted), class_names[predicted],
+                             int(label == predicted), int(views[i]) if views is not None else ""])
+    return metrics
+
+
+def summary_line(metrics, name=""):
+    """The one line `bert3d evaluate` prints per model: top-1, top-5, mean class accuracy, videos."""
+    prefix = f"{name}: " if name else ""
+    return (f"{prefix}top-1 {100 * metrics['top1']:.2f}%  top-5 {100 * metrics['top5']:.2f}%  mean class "
+            f"{100 * metrics['mean_class_accuracy']:.2f}%  ({metrics['videos']} videos)")
+
+
+def stream_metrics(result):
+    """The metrics of one stream of a two-stream evaluation, with its skipped videos."""
+    metrics = compute_metrics(result.logits, result.labels)
+    metrics["skipped_videos"] = len(result.skipped)
+    return metrics

@@ -1,9 +1,10 @@
 """The tf.data pipelines of a training run (`keras_bert3d.training.train`, `keras_bert3d.training.tune`).
 
 `build_indexes` makes the video indexes of the configured subsets; `Pipelines` gives the training batches of
-each epoch and the validation batches, sharing one bad-video counter; `fit` runs ``model.fit`` on them. Epoch ``e`` is drawn from
-``epoch_seed(seed, e)`` (its clip sampling, augmentation and order), whatever happened before, so a resumed
-run reads the same batches as an uninterrupted one.
+each epoch and the validation batches, sharing one bad-video counter; `fit` runs ``model.fit`` on them;
+`counted_dataset` is `keras_bert3d.data.pipeline.make_dataset` with the counter it counts into. Epoch ``e``
+is drawn from ``epoch_seed(seed, e)`` (its clip sampling, augmentation and order), whatever happened before,
+so a resumed run reads the same batches as an uninterrupted one.
 """
 import functools
 import warnings
@@ -22,6 +23,15 @@ def fit(model, *args, **kwargs):
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         return model.fit(*args, **kwargs)
+
+
+def counted_dataset(*args, **kwargs):
+    """``(dataset, counter)``: ``make_dataset(*args, **kwargs)`` and the `BadVideoCounter` it counts the
+    videos it skips into (every caller in keras_bert3d.training reads the counter here)."""
+    from keras_bert3d.data.pipeline import make_dataset
+
+    dataset, counter = make_dataset(*args, **kwargs)
+    return dataset, counter
 
 
 def build_indexes(data):
@@ -54,13 +64,11 @@ class Pipelines:
     def train_epoch(self, epoch, skip=0, batch_size=None, index=None):
         """Exactly ``steps_per_epoch`` batches (a pass short of skipped videos is topped up from the start of
         the pass again), minus the first ``skip``. The same batches however often the dataset is opened."""
-        from keras_bert3d.data.pipeline import make_dataset
-
         source, kind = self._source(self.train_index if index is None else index, self.data["tfrecord"])
-        dataset = make_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
+        dataset, _ = counted_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
                                seed=epoch_seed(self.seed, epoch), strict=self.data["strict"],
                                mixup=self.data["mixup"], cutmix=self.data["cutmix"], num_classes=self.num_classes,
-                               counter=self.counter, reshuffle_each_iteration=False).dataset
+                               counter=self.counter, reshuffle_each_iteration=False)
         dataset = dataset.repeat().take(self.steps)
         return dataset.skip(skip) if skip else dataset
 
@@ -71,11 +79,9 @@ class Pipelines:
     def validation(self, batch_size=None, index=None):
         import tensorflow as tf
 
-        from keras_bert3d.data.pipeline import make_dataset
-
         source, kind = self._source(self.val_index if index is None else index, self.data["val_tfrecord"])
-        dataset = make_dataset(source, self.prep, "val", batch_size or self.data["batch_size"], source=kind,
-                               strict=self.data["strict"], counter=self.counter).dataset
+        dataset, _ = counted_dataset(source, self.prep, "val", batch_size or self.data["batch_size"], source=kind,
+                               strict=self.data["strict"], counter=self.counter)
         if self.one_hot:
             dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, self.num_classes)))
         return dataset

@@ -137,17 +137,18 @@ class ReplicaSteps:
 
 class EpochBatches:
     """The synchronised per-replica batches of one pass over ``dataset_fn(context, epoch)``: all workers stop
-    together, when every worker is exhausted or after ``limit`` batches (``skip`` already consumed)."""
+    together, when every worker is exhausted or after ``limit`` batches (``skip`` already consumed). ``counter``
+    (a `BadVideoCounter`) is what the datasets count their skipped videos into."""
 
-    def __init__(self, strategy, dataset_fn, epoch, skip=0, limit=None):
+    def __init__(self, strategy, dataset_fn, epoch, skip=0, limit=None, counter=None):
         self.strategy, self.dataset_fn, self.epoch, self.skip, self.limit = strategy, dataset_fn, epoch, skip, limit
-        self._counters = []
+        self.counter = counter
+        self._starts = []
 
     def _make(self, context):
         dataset = self.dataset_fn(context, self.epoch)
-        counter = getattr(dataset, "bad_videos", None)
-        if counter is not None:
-            self._counters.append((counter, counter.total))
+        if self.counter is not None:
+            self._starts.append(self.counter.total)
         return dataset.skip(self.skip) if self.skip else dataset
 
     def __iter__(self):
@@ -163,4 +164,4 @@ class EpochBatches:
     @property
     def bad_videos(self):
         """Videos this worker's pipelines skipped during the pass."""
-        return sum(counter.total - start for counter, start in self._counters)
+        return sum(self.counter.total - start for start in self._starts)

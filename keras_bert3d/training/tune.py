@@ -12,8 +12,9 @@ objective is the best epoch's validation top-1 (``--objective``). The search spa
 ``--space FILE`` changes it, ``--only`` keeps some of it) covers the BERT ``num_heads``, ``num_layers``,
 ``bert_dropout`` and ``mask_keep_prob``, the ``learning_rate`` and ``weight_decay``, and
 ``freeze_backbone`` (with the SGD recipe the default learning-rate range is 1e-4..1e-1). At the end the
-leaderboard is printed (and written to ``leaderboard.csv``) and the best trial is written as a training
-config, ``best_config.yaml``, for ``bert3d train``.
+leaderboard is written to ``leaderboard.csv`` (`bert3d tune` prints it) and the best trial is written as a
+training config, ``best_config.yaml``, for ``bert3d train``. The hypermodel and the tuner are
+keras_bert3d.training.hypermodel's.
 
 Everything goes to ``--directory`` (default ``<output_dir>/<name>/tune``); running the same command again
 continues the search (``--overwrite`` starts over).
@@ -29,111 +30,18 @@ machine with ``KERASTUNER_TUNER_ID`` (``chief`` on one, ``tuner0``, ``tuner1``, 
 """
 import copy
 import csv
+import logging
 import math
 import os
 
+from keras_bert3d.training import model_setup, pipelines, run_folder
+from keras_bert3d.training.config import validate_config
+from keras_bert3d.training.config_files import save_config
+from keras_bert3d.training.hypermodel import make_hypermodel, make_tuner, with_values
+from keras_bert3d.training.search_space import (SEARCH_SPACE, SGD_LEARNING_RATE, TRAIN_KEYS, fit_space_to_model,
+                                                 resolve_space)
 
-from keras_bert3d.training import pipelines
-from keras_bert3d.training.config import load_config, save_config, validate_config
-from keras_bert3d.training.search_space import (BERT_KEYS, SEARCH_SPACE, SGD_LEARNING_RATE, TRAIN_KEYS,
-                                                 define, fit_space_to_model, resolve_space)
-
-TUNERS = ("hyperband", "random", "bayesian")
-OBJECTIVES = {"val_top1": "max", "val_top5": "max", "val_loss": "min"}
-
-
-# ------------------------------------------------------------------------------------------------ hypermodel
-def _with_values(model_config, values):
-    """The ``model`` config section with the BERT values applied (to the preset overrides or the config)."""
-    model_config = copy.deepcopy(model_config)
-    bert = {k: v for k, v in values.items() if k in BERT_KEYS}
-    if model_config["preset"] is not None:
-        model_config["overrides"].update(bert)
-    else:
-        inner = model_config["config"]
-        inner = inner["config"] if "class_name" in inner else inner
-        inner.update(bert)
-    if "freeze_backbone" in values:
-        model_config["freeze_backbone"] = bool(values["freeze_backbone"])
-    return model_config
-
-
-def _import_keras_tuner():
-    import keras_tuner
-
-    return keras_tuner
-
-
-def make_hypermodel(config, space, num_classes, optimizer, one_hot=False, counter=None):
-    """A ``keras_tuner.HyperModel`` whose ``build(hp)`` makes and compiles the trial's model with the
-    recipe ``optimizer`` (``"adamw"`` or ``"sgd"``)."""
-    keras_tuner = _import_keras_tuner()
-
-    class BERT3DHyperModel(keras_tuner.HyperModel):
-        """Builds the config's model with the trial's values and compiles it with the training recipe."""
-
-        def build(self, hp):
-            import keras
-
-            from keras_bert3d.models import recipe
-            from keras_bert3d.training.train import build_classifier, load_starting_weights
-
-            values = {name: define(hp, name, spec) for name, spec in space.items()}
-            tc = config["train"]
-            keras.utils.set_random_seed(tc["seed"])  # every trial starts from the same draws
-            model_config = _with_values(config["model"], values)
-            model = build_classifier(model_config, num_classes)
-            if model_config["weights"]:
-                load_starting_weights(model, model_config["weights"])
-            if model_config["freeze_backbone"]:
-                model.backbone.trainable = False
-            compiled = recipe.make_optimizer(
-                optimizer, model, values.get("learning_rate", tc["learning_rate"]),
-                values.get("weight_decay", tc["weight_decay"]), tc["decay_norms_and_biases"],
-                tc["gradient_accumulation_steps"], tc["momentum"], tc["dampening"])
-            model.compile(optimizer=compiled, loss=recipe.make_loss(one_hot),
-                          metrics=recipe.make_metrics(num_classes, one_hot), jit_compile=tc["jit_compile"])
-            return model
-
-        def fit(self, hp, model, *args, callbacks=None, **kwargs):
-            from keras_bert3d.training.bad_video_report import BadVideoReport
-            from keras_bert3d.training import callbacks as cb
-
-            tc = config["train"]
-            # Made here, not passed to search(): KerasTuner deep-copies search callbacks (a counter holds a lock).
-            extra = [cb.EpochAccumulationReset(),
-                     cb.ReferenceReduceLROnPlateau("val_loss", tc["plateau_factor"], tc["plateau_patience"],
-                                                   verbose=0)]
-            if counter is not None:
-                extra.append(BadVideoReport(counter, verbose=1 if tc["verbose"] else 0))
-            return pipelines.fit(model, *args, callbacks=list(callbacks or []) + extra, **kwargs)
-
-    return BERT3DHyperModel(name="keras_bert3d")
-
-
-def make_tuner(name, hypermodel, objective, directory, project_name, epochs, max_trials=10, factor=3,
-               hyperband_iterations=1, executions_per_trial=1, seed=None, overwrite=False, strategy=None):
-    """The KerasTuner tuner ``name`` (``hyperband``, ``random``, ``bayesian``)."""
-    keras_tuner = _import_keras_tuner()
-    if name not in TUNERS:
-        raise ValueError(f"`tuner` must be one of {list(TUNERS)}; received tuner={name!r}")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"`objective` must be one of {sorted(OBJECTIVES)}; received objective={objective!r}")
-    common = dict(objective=keras_tuner.Objective(objective, OBJECTIVES[objective]), directory=directory,
-                  project_name=project_name, seed=seed, overwrite=overwrite, distribution_strategy=strategy,
-                  executions_per_trial=executions_per_trial)
-    if name == "hyperband":
-        return keras_tuner.Hyperband(hypermodel, max_epochs=epochs, factor=factor,
-                                     hyperband_iterations=hyperband_iterations, **common)
-    if name == "random":
-        return keras_tuner.RandomSearch(hypermodel, max_trials=max_trials, **common)
-    try:
-        import scipy  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError as err:
-        raise ValueError("--tuner bayesian (KerasTuner's Gaussian-process oracle) needs scipy and scikit-learn: "
-                         f"pip install scipy scikit-learn ({err})") from err
-    return keras_tuner.BayesianOptimization(hypermodel, max_trials=max_trials, **common)
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -156,15 +64,16 @@ def format_leaderboard(rows, objective):
         return "no completed trial"
     header = ["rank", "trial", objective, "epochs"] + [k for k in rows[0] if k not in ("rank", "trial", "score",
                                                                                           "epochs")]
-    table = [[str(r["rank"]), str(r["trial"]), _show(r["score"]), str(r["epochs"])]
-             + [_show(r[k]) for k in header[4:]] for r in rows]
+    table = [[str(r["rank"]), str(r["trial"]), show(r["score"]), str(r["epochs"])]
+             + [show(r[k]) for k in header[4:]] for r in rows]
     widths = [max(len(h), *(len(row[i]) for row in table)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in table]
     return "\n".join(lines)
 
 
-def _show(value):
+def show(value):
+    """A leaderboard cell: floats to 4 significant digits."""
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -185,7 +94,7 @@ def best_config(config, values):
     values = {k: v for k, v in values.items() if not k.startswith("tuner/")}
     best = copy.deepcopy(config)
     best["name"] = f"{config['name']}_tuned"
-    best["model"] = _with_values(config["model"], values)
+    best["model"] = with_values(config["model"], values)
     for key in TRAIN_KEYS:
         if key in values:
             best["train"][key] = float(values[key])
@@ -208,7 +117,8 @@ def tune(config, tuner="hyperband", epochs=None, max_trials=10, factor=3, hyperb
         directory: the tuner's folder; default ``<output_dir>/<name>/tune``.
 
     Returns:
-        ``{"best_config", "best_hyperparameters", "best_score", "leaderboard", "directory"}``.
+        ``{"best_config", "best_hyperparameters", "best_score", "leaderboard", "directory", "skipped_videos"}``
+        (`format_leaderboard` gives the leaderboard's text).
     """
     config = validate_config(config)
     tc = config["train"]
@@ -218,39 +128,24 @@ def tune(config, tuner="hyperband", epochs=None, max_trials=10, factor=3, hyperb
                          "(keras-team/keras#20585). Use --strategy mirrored for the GPUs of one machine, and "
                          "KerasTuner's distributed tuning (KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, "
                          "KERASTUNER_ORACLE_PORT on each machine) to run trials on several machines.")
-    from keras_bert3d.training import distributed
+    from keras_bert3d.training import strategies
 
-    strategy = distributed.get_strategy(tc["strategy"]) if tc["strategy"] != "default" else None
-    import keras
-
-    previous_policy = keras.config.dtype_policy()
-    try:
-        if tc["mixed_precision"]:
-            keras.config.set_dtype_policy(tc["mixed_precision"])
+    strategy = strategies.get_strategy(tc["strategy"]) if tc["strategy"] != "default" else None
+    with model_setup.precision(tc["mixed_precision"]):
         return _tune(config, strategy, tuner, epochs, max_trials, factor, hyperband_iterations,
                      executions_per_trial, objective, space, only, directory, overwrite,
                      tc["verbose"] if verbose is None else verbose)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
 
 
 def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_iterations, executions_per_trial,
           objective, space, only, directory, overwrite, verbose):
     import keras
 
-    from keras_bert3d.training.train import build_classifier, default_optimizer, model_preprocessing
-
     data, tc = config["data"], config["train"]
     space = resolve_space(space, only)
-    preprocessing = model_preprocessing(config["model"])
-    index = pipelines.build_indexes(data)
-    train_index = index(data["train_subset"], preprocessing["modality"])
-    val_index = index(data["val_subset"], preprocessing["modality"])
-    num_classes = config["model"]["num_classes"] or train_index.num_classes
-    if num_classes != train_index.num_classes:
-        raise ValueError(f"model.num_classes={num_classes} but the training index has {train_index.num_classes} "
-                         "classes")
-    base = build_classifier(config["model"], num_classes)
+    preprocessing = model_setup.model_preprocessing(config["model"])
+    train_index, val_index, num_classes = model_setup.load_indexes(config)
+    base = model_setup.build_classifier(config["model"], num_classes)
     space = fit_space_to_model(space, base)
     del base
     keras.backend.clear_session()
@@ -258,8 +153,8 @@ def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_it
     epochs = epochs or tc["epochs"]
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
     pipes = pipelines.Pipelines(data, preprocessing, train_index, val_index, num_classes, tc["seed"], steps)
-    directory = directory or os.path.join(config["output_dir"], config["name"], "tune")
-    optimizer = tc["optimizer"] if tc["optimizer"] != "auto" else default_optimizer(config["model"])
+    directory = directory or os.path.join(config["output_dir"], config["name"], run_folder.TUNE)
+    optimizer = tc["optimizer"] if tc["optimizer"] != "auto" else model_setup.default_optimizer(config["model"])
     if optimizer == "sgd" and space.get("learning_rate") == SEARCH_SPACE["learning_rate"]:
         space = dict(space, learning_rate=SGD_LEARNING_RATE)  # around the SGD recipe's 1e-2, not AdamW's 1e-5
     hypermodel = make_hypermodel(config, space, num_classes, optimizer, pipes.one_hot, pipes.counter)
@@ -267,25 +162,19 @@ def _tune(config, strategy, tuner_name, epochs, max_trials, factor, hyperband_it
                        hyperband_iterations, executions_per_trial, seed=tc["seed"] + 1, overwrite=overwrite,
                        strategy=strategy)
     if verbose:
-        print(f"Tuning {len(space)} hyperparameters with {tuner_name} ({objective}); {len(train_index)} train / "
-              f"{len(val_index)} val videos, {steps} steps per epoch, up to {epochs} epochs per trial", flush=True)
+        log.info(f"Tuning {len(space)} hyperparameters with {tuner_name} ({objective}); {len(train_index)} train / "
+                 f"{len(val_index)} val videos, {steps} steps per epoch, up to {epochs} epochs per trial")
         tuner.search_space_summary()
-    callbacks = [keras.callbacks.TensorBoard(os.path.join(directory, "logs"), profile_batch=0)]
+    callbacks = [keras.callbacks.TensorBoard(os.path.join(directory, run_folder.LOGS), profile_batch=0)]
     tuner.search(pipes.train_epochs(0, epochs).repeat(), validation_data=pipes.validation(), epochs=epochs,
                  steps_per_epoch=steps, validation_steps=tc["validation_steps"], callbacks=callbacks,
                  shuffle=False, verbose=verbose)  # the pipeline shuffles
     rows = leaderboard(tuner, space, epochs)
     if not rows:
         raise ValueError(f"no trial completed in {directory}")
-    print(format_leaderboard(rows, objective), flush=True)
-    write_leaderboard(rows, os.path.join(directory, "leaderboard.csv"))
+    write_leaderboard(rows, os.path.join(directory, run_folder.LEADERBOARD))
     values = tuner.get_best_hyperparameters(1)[0].values
-    path = save_config(best_config(config, values), os.path.join(directory, "best_config.yaml"))
+    path = save_config(best_config(config, values), os.path.join(directory, run_folder.BEST_CONFIG))
     best = {k: v for k, v in values.items() if not k.startswith("tuner/")}
-    print(f"Best trial {rows[0]['trial']}: {objective} {_show(rows[0]['score'])}; its training config: {path}",
-          flush=True)
     return {"best_config": path, "best_hyperparameters": best, "best_score": rows[0]["score"], "leaderboard": rows,
             "directory": directory, "skipped_videos": pipes.counter.total}
-
-
-# ------------------------------------------------------------------------------------------------ CLI

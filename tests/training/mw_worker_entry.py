@@ -15,7 +15,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from keras_bert3d.training.distributed import custom_fit, get_strategy  # noqa: E402
+from keras_bert3d.training.distributed import custom_fit  # noqa: E402
+from keras_bert3d.training.strategies import get_strategy  # noqa: E402
 
 NUM_CLASSES = 3
 GLOBAL_BATCH = 4  # 2 per worker

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from keras_bert3d.training import config as cfg
+from keras_bert3d.training import config_files
 from keras_bert3d.cli import main as cli_main
 
 CONFIGS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "..", "training", "configs", "*.yaml")))
@@ -20,7 +21,7 @@ def _write(tmp_path, data, name="c.yaml"):
 
 
 def test_defaults_are_the_reference_recipe(tmp_path):
-    config = cfg.load_config(_write(tmp_path, MINIMAL))
+    config = config_files.load_config(_write(tmp_path, MINIMAL))
     train = config["train"]
     assert (train["optimizer"], train["learning_rate"], train["weight_decay"]) == ("auto", None, 1e-3)
     assert (train["gradient_accumulation_steps"], config["data"]["batch_size"]) == (16, 8)
@@ -31,7 +32,7 @@ def test_defaults_are_the_reference_recipe(tmp_path):
 
 
 def test_overrides_are_parsed_as_yaml(tmp_path):
-    config = cfg.load_config(_write(tmp_path, MINIMAL), [
+    config = config_files.load_config(_write(tmp_path, MINIMAL), [
         "train.learning_rate=1e-4", "train.epochs=3", "model.overrides.stage_blocks=[1, 1, 1, 1]",
         "model.weights=null", "train.jit_compile=true", "name=my run", "train.backup_freq=epoch"])
     assert config["train"]["learning_rate"] == pytest.approx(1e-4) and isinstance(config["train"]["learning_rate"],
@@ -45,8 +46,8 @@ def test_overrides_are_parsed_as_yaml(tmp_path):
 def test_yaml_reads_exponent_floats_and_json_works(tmp_path):
     path = tmp_path / "e.yaml"
     path.write_text("model: {preset: x}\ndata: {dataset: ucf101, root: /d}\ntrain: {learning_rate: 1e-5}\n")
-    assert cfg.load_config(path)["train"]["learning_rate"] == pytest.approx(1e-5)
-    config = cfg.load_config(_write(tmp_path, dict(MINIMAL, train={"epochs": 7}), "c.json"))
+    assert config_files.load_config(path)["train"]["learning_rate"] == pytest.approx(1e-5)
+    config = config_files.load_config(_write(tmp_path, dict(MINIMAL, train={"epochs": 7}), "c.json"))
     assert config["train"]["epochs"] == 7
 
 
@@ -60,27 +61,27 @@ def test_yaml_reads_exponent_floats_and_json_works(tmp_path):
 ])
 def test_bad_values_name_the_key(tmp_path, override, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        cfg.load_config(_write(tmp_path, MINIMAL), [override])
+        config_files.load_config(_write(tmp_path, MINIMAL), [override])
 
 
 def test_required_and_exclusive_keys(tmp_path):
     with pytest.raises(ValueError, match=r"data\.root"):
-        cfg.load_config(_write(tmp_path, {"model": {"preset": "x"}, "data": {"dataset": "ucf101"}}))
+        config_files.load_config(_write(tmp_path, {"model": {"preset": "x"}, "data": {"dataset": "ucf101"}}))
     with pytest.raises(ValueError, match="exactly one of `model.preset` and `model.config`"):
-        cfg.load_config(_write(tmp_path, MINIMAL), ["model.config={pooling: bert}"])
+        config_files.load_config(_write(tmp_path, MINIMAL), ["model.config={pooling: bert}"])
     with pytest.raises(ValueError, match="exactly one"):
-        cfg.load_config(_write(tmp_path, MINIMAL), ["model.preset=null"])
+        config_files.load_config(_write(tmp_path, MINIMAL), ["model.preset=null"])
     with pytest.raises(ValueError, match="key=value"):
-        cfg.load_config(_write(tmp_path, MINIMAL), ["train.epochs"])
+        config_files.load_config(_write(tmp_path, MINIMAL), ["train.epochs"])
     with pytest.raises(FileNotFoundError, match="nowhere.yaml"):
-        cfg.load_config(tmp_path / "nowhere.yaml")
+        config_files.load_config(tmp_path / "nowhere.yaml")
 
 
 def test_save_load_round_trip(tmp_path):
-    config = cfg.load_config(_write(tmp_path, MINIMAL), ["train.learning_rate=3e-5", "model.overrides.num_heads=4"])
+    config = config_files.load_config(_write(tmp_path, MINIMAL), ["train.learning_rate=3e-5", "model.overrides.num_heads=4"])
     for name in ("out.yaml", "out.json"):
-        cfg.save_config(config, tmp_path / name)
-        assert cfg.load_config(tmp_path / name) == config
+        config_files.save_config(config, tmp_path / name)
+        assert config_files.load_config(tmp_path / name) == config
     assert not list(tmp_path.glob("*.tmp"))
 
 
@@ -88,7 +89,7 @@ def test_save_load_round_trip(tmp_path):
 def test_shipped_configs_load_and_name_real_presets(path):
     from keras_bert3d.models.builder import list_models, resolve_preset
 
-    config = cfg.load_config(path)
+    config = config_files.load_config(path)
     assert config["model"]["preset"] in list_models()
     resolve_preset(config["model"]["preset"], **config["model"]["overrides"])  # overrides are valid arguments
     assert config["name"] and config["data"]["dataset"] in cfg.DATASETS

@@ -11,7 +11,7 @@ import tensorflow as tf
 from keras_bert3d.data.synthetic import COLOURS, DEMO
 from keras_bert3d.models.builder import build_model
 from keras_bert3d.training import demo
-from keras_bert3d.training.config import load_config
+from keras_bert3d.training.config_files import load_config
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "training", "configs")
 

@@ -1,4 +1,4 @@
-"""The test-protocol arithmetic (training/evaluation.py) and the view batching of training/evaluate.py,
+"""The test-protocol arithmetic (training/evaluation.py) and the view batching of training/streams.py,
 against values computed by hand."""
 import csv
 
@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_bert3d.training import evaluation
-from keras_bert3d.training.evaluate import predict_videos
+from keras_bert3d.training.streams import predict_videos
 
 
 def test_video_logits_average_raw_logits():

@@ -19,7 +19,8 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 
 import mw_worker_entry as worker  # noqa: E402
-from keras_bert3d.training.distributed import custom_fit, get_strategy  # noqa: E402
+from keras_bert3d.training.distributed import custom_fit  # noqa: E402
+from keras_bert3d.training.strategies import get_strategy  # noqa: E402
 
 BUDGET_S = 85  # the two workers' whole run
 

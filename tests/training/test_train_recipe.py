@@ -9,6 +9,7 @@ import pytest
 
 from keras_bert3d.models.builder import build_model
 from keras_bert3d.training import callbacks as cb
+from keras_bert3d.training.backup import TrainingBackup
 from keras_bert3d.models import recipe
 
 TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -200,7 +201,7 @@ def _run(backup_dir, epochs=3, crash_at=None):
 
     model = _compiled(lr=0.05, accumulation=2)
     history = cb.HistoryCSV(os.path.join(backup_dir, "..", "history.csv"))
-    backup = cb.TrainingBackup(backup_dir, save_freq=1, stateful={"history": history}, steps_per_epoch=5)
+    backup = TrainingBackup(backup_dir, save_freq=1, stateful={"history": history}, steps_per_epoch=5)
     epoch, step = backup.restore(model)
     callbacks = [history, cb.EpochAccumulationReset(epoch if step else None), backup]
     if crash_at:
@@ -220,7 +221,7 @@ def test_training_backup_resumes_mid_epoch_exactly(tmp_path):
     reference, reference_rows, _ = _run(str(tmp_path / "a" / "backup"))
     with pytest.raises(KeyboardInterrupt):
         _run(str(tmp_path / "b" / "backup"), crash_at=8)  # epoch 1, after its 3rd batch (mid-accumulation)
-    state = cb.TrainingBackup.read(str(tmp_path / "b" / "backup"))
+    state = TrainingBackup.read(str(tmp_path / "b" / "backup"))
     assert (state["epoch"], state["step"]) == (1, 3)
     resumed, resumed_rows, _ = _run(str(tmp_path / "b" / "backup"))
     for a, b in zip(reference.get_weights(), resumed.get_weights()):

@@ -1,5 +1,6 @@
-"""training/tune.py: the search space, the best trial as a training config, the strategies, and a tiny
-Hyperband search (2 trials, a tiny model, one step per epoch) on the synthetic videos."""
+"""keras_bert3d.training.tune and hypermodel: the search space, the best trial as a training
+config, the strategies, and a tiny Hyperband search (2 trials, a tiny model, one step per epoch) on the
+synthetic videos."""
 import csv
 import os
 
@@ -12,8 +13,9 @@ import keras_bert3d
 from keras_bert3d.data.synthetic import write_synthetic_dataset
 from keras_bert3d.cli import main as cli_main
 from keras_bert3d.training import search_space, tune
-from keras_bert3d.training.config import load_config, save_config
-from keras_bert3d.training.train import build_classifier
+from keras_bert3d.training.hypermodel import make_tuner
+from keras_bert3d.training.config_files import load_config, save_config
+from keras_bert3d.training.model_setup import build_classifier
 
 PRESET = "rgb_r2plus1d_32f_34_bert10"
 TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
@@ -108,9 +110,9 @@ def test_tuner_choice(tmp_path):
         return None
 
     common = dict(objective="val_top1", directory=str(tmp_path), epochs=3, max_trials=4)
-    hyperband = tune.make_tuner("hyperband", hypermodel, project_name="h", **common)
+    hyperband = make_tuner("hyperband", hypermodel, project_name="h", **common)
     assert isinstance(hyperband, keras_tuner.Hyperband) and hyperband.oracle.max_epochs == 3
-    random = tune.make_tuner("random", hypermodel, project_name="r", **common)
+    random = make_tuner("random", hypermodel, project_name="r", **common)
     assert isinstance(random, keras_tuner.RandomSearch) and random.oracle.max_trials == 4
     assert random.oracle.objective.direction == "max"
     try:
@@ -118,12 +120,12 @@ def test_tuner_choice(tmp_path):
         import sklearn  # noqa: F401
     except ImportError:
         with pytest.raises(ValueError, match="scikit-learn"):
-            tune.make_tuner("bayesian", hypermodel, project_name="b", **common)
+            make_tuner("bayesian", hypermodel, project_name="b", **common)
     else:
-        bayesian = tune.make_tuner("bayesian", hypermodel, project_name="b", **common)
+        bayesian = make_tuner("bayesian", hypermodel, project_name="b", **common)
         assert isinstance(bayesian, keras_tuner.BayesianOptimization)
     with pytest.raises(ValueError, match="objective"):
-        tune.make_tuner("random", hypermodel, project_name="x", **dict(common, objective="top1"))
+        make_tuner("random", hypermodel, project_name="x", **dict(common, objective="top1"))
 
 
 def test_multi_worker_is_refused(config_file, capsys):

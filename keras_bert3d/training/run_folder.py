@@ -1,0 +1,103 @@
+"""The run folder of a training run, ``<output_dir>/<name>/``: every file name in it, and the atomic writes.
+
+A run folder holds what `keras_bert3d.training.train.train` writes (``config.yaml``, ``class_names.json``,
+``backup/``, ``best.keras``, ``last.keras``, ``history.csv``, ``logs/``, ``summary.json``), what
+`keras_bert3d.training.evaluate.evaluate` adds (``eval_<clips>x<crops>/`` with ``metrics.json``,
+``per_class.csv``, ``confusion.png``, ``predictions.csv``, ``logits.npz``) and the tuner's folder ``tune/``
+(``leaderboard.csv``, ``best_config.yaml``, ``logs/``). The names below are the only place they are spelled.
+
+`atomic_write_text` and `save_model_atomic` write through a temporary file and ``os.replace``, so a crash
+never leaves a half-written file; `write_run_files` writes the resolved config and the class names, after
+`check_resume` has made sure that a backup in the folder belongs to the same run.
+"""
+import json
+import os
+
+from keras_bert3d.serving.model_files import CLASS_NAMES_FILE as CLASS_NAMES  # also read beside exported models
+
+CONFIG = "config.yaml"
+BACKUP = "backup"
+BACKUP_STATE = "state.json"
+BEST = "best.keras"
+LAST = "last.keras"
+CHECKPOINTS = ("best", "last")  # `checkpoint_file` names: BEST, LAST
+HISTORY = "history.csv"
+LOGS = "logs"
+SUMMARY = "summary.json"
+TUNE = "tune"
+LEADERBOARD = "leaderboard.csv"
+BEST_CONFIG = "best_config.yaml"
+METRICS = "metrics.json"
+PER_CLASS = "per_class.csv"
+CONFUSION = "confusion.png"
+PREDICTIONS = "predictions.csv"
+LOGITS = "logits.npz"
+
+
+def checkpoint_file(checkpoint):
+    """``"best"`` -> ``best.keras`` (`BEST`), ``"last"`` -> ``last.keras`` (`LAST`)."""
+    return f"{checkpoint}.keras"
+
+
+def eval_folder(tag, two_stream=False):
+    """The folder of an evaluation report: ``eval_<tag>`` or ``eval_two_stream_<tag>`` (tag ``<clips>x<crops>``)."""
+    return f"eval_two_stream_{tag}" if two_stream else f"eval_{tag}"
+
+
+def backup_files(number):
+    """The model + optimiser weights and the extra states of backup ``number`` (`TrainingBackup`)."""
+    return f"ckpt-{number}.weights.h5", f"ckpt-{number}.extras.npz"
+
+
+BACKUP_FILES_GLOB = "ckpt-*"
+
+
+def worker_temp(task_type, task_id):
+    """The throw-away folder where a non-chief worker of a multi-worker run writes its checkpoints."""
+    return f".workertemp_{task_type}_{task_id}"
+
+
+def atomic_write_text(path, text):
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_model_atomic(model, path):
+    """``model`` (architecture and weights, no optimiser state) to ``path`` (.keras): written to a
+    temporary file in the same folder, then renamed, so a crash never leaves a half-written file."""
+    clone = type(model).from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    folder, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{base[:-len('.keras')]}.tmp.keras")
+    clone.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def check_resume(run_dir, config):
+    """Refuses to resume a backup of ``run_dir`` made by a run with another ``model`` or ``data`` section."""
+    from keras_bert3d.training.config_files import load_config
+
+    path = os.path.join(run_dir, CONFIG)
+    if not os.path.isfile(path) or not os.path.isfile(os.path.join(run_dir, BACKUP, BACKUP_STATE)):
+        return
+    previous = load_config(path)
+    for section in ("model", "data"):
+        if previous[section] != config[section]:
+            raise ValueError(f"{run_dir} holds a backup of a run with a different `{section}` section; resume "
+                             f"with the same config, or delete {os.path.join(run_dir, BACKUP)} to start over")
+
+
+def write_run_files(run_dir, config, class_names):
+    """``config.yaml`` (the config as run) and ``class_names.json``, after `check_resume`."""
+    from keras_bert3d.training.config_files import save_config
+
+    check_resume(run_dir, config)
+    save_config(config, os.path.join(run_dir, CONFIG))
+    atomic_write_text(os.path.join(run_dir, CLASS_NAMES), json.dumps(class_names))
+
+
+def write_summary(run_dir, summary):
+    atomic_write_text(os.path.join(run_dir, SUMMARY), json.dumps(summary, indent=1))

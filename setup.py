@@ -14,7 +14,7 @@ setup(
     python_requires=">=3.10,<3.14",  # the versions TensorFlow 2.21 ships wheels for
     install_requires=[
         "tensorflow==2.21.*",
-        "keras>=3.10,<4",
+        "keras>=3.14,<4",  # earlier releases have published safe_mode bypasses (CVE-2025-8747, -9905, 2026-1462)
         "keras-tuner>=1.4.7",
         "tensorboard==2.21.*",
         "numpy>=1.26",

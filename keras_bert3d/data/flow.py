@@ -180,7 +180,8 @@ def extract_flow_dataset(root_or_index, out_dir, workers=None, bound=DEFAULT_BOU
             for (path, _), folder in zip(videos, folders) if not os.path.isdir(os.path.join(out_dir, folder))]
     report = {"written": [], "skipped": [f for f in folders if os.path.isdir(os.path.join(out_dir, f))], "bad": []}
     # spawn, not fork: OpenCV's thread pool deadlocks in a child forked from a process that used it.
-    with ordered_map(_extract_task, max(1, min(workers, len(todo))), _worker_init, "spawn") as run, \
+    with ordered_map(_extract_task, max(1, min(workers, len(todo))), _worker_init, "spawn",
+                     skip_errors=True) as run, \
             Progress(len(todo), "flow", enabled=progress) as bar:
         for task, result in zip(todo, run(todo)):
             if "error" in result:

@@ -102,6 +102,7 @@ def counted_map(dataset, fn, name_fn, reason, counter, num_parallel_calls, deter
         return tf.cond(ok, lambda: tf.constant(True),
                        lambda: tf.ensure_shape(tf.numpy_function(report, [name], tf.bool, stateful=True), []))
 
-    mapped = dataset.interleave(one, cycle_length=os.cpu_count() or 1, block_length=1,
+    cycle = max(os.cpu_count() or 1, num_parallel_calls)  # an interleave runs at most cycle_length calls at once
+    mapped = dataset.interleave(one, cycle_length=cycle, block_length=1,
                                 num_parallel_calls=num_parallel_calls, deterministic=deterministic)
     return mapped.filter(keep).map(lambda out, ok, name: out)

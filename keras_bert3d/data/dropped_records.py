@@ -64,13 +64,14 @@ def read_shards(files, counter, shuffle=False, seed=None, reshuffle=True, cycle_
         def step(state, element):
             raw, last = element
             read, count = state
-            framed = tf.where(last, tf.constant(0, tf.int64), tf.cast(tf.strings.length(raw), tf.int64) + RECORD_OVERHEAD)
-            state = (read + framed, count + tf.cast(tf.logical_not(last), tf.int64))
+            framed = tf.cast(tf.strings.length(raw), tf.int64) + RECORD_OVERHEAD
+            record = tf.cast(tf.logical_not(last), tf.int64)  # 0 for the end marker
+            state = (read + framed * record, count + record)
             return state, (raw, last, state[0], state[1])
 
         def keep(raw, last, read, count):
-            return tf.cond(last, lambda: tf.numpy_function(report, [path, size, read, count], tf.bool, stateful=True),
-                           lambda: tf.constant(True))
+            return tf.cond(last, lambda: tf.numpy_function(report, [path, size, read, count], tf.bool,
+                                                           stateful=True), lambda: tf.constant(True))
 
         scanned = records.concatenate(end).scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), step)
         return scanned.filter(lambda *element: tf.ensure_shape(keep(*element), [])).map(lambda raw, *_: raw)

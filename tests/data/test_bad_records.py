@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from keras_bert3d.data import check, flow, parallel, tfrecord
 from keras_bert3d.data.frame_folders import count_frames, file_templates, frame_files
+from keras_bert3d.data.indexes.reference_frames import reference_frames_index
 from keras_bert3d.data.jpeg_frames import encode_jpeg
 from keras_bert3d.data.pipeline import make_dataset
 from keras_bert3d.data.records import VideoIndex, VideoRecord
@@ -40,7 +41,8 @@ def folders(tmp_path):
     """Three frame folders: one with a `%` in its name, one whose first frame is a decompression bomb."""
     good = _frame_folder(tmp_path / "frames" / "v_50%_off %d %s")
     plain = _frame_folder(tmp_path / "frames" / "v_plain")
-    bomb = _frame_folder(tmp_path / "frames" / "v_bomb", [_bomb_jpeg()] + [encode_jpeg(np.zeros((16, 16, 3), np.uint8))] * 5)
+    black = encode_jpeg(np.zeros((16, 16, 3), np.uint8))
+    bomb = _frame_folder(tmp_path / "frames" / "v_bomb", [_bomb_jpeg()] + [black] * (FRAMES - 1))
     return good, plain, bomb
 
 
@@ -51,7 +53,11 @@ def test_percent_in_a_frame_folder_path(folders):
     assert [os.path.basename(p) for p in paths] == ["img_00001.jpg", "img_00006.jpg", "img_00003.jpg"]
     assert all(os.path.dirname(p) == good and os.path.isfile(p) for p in paths)
     assert file_templates(good)[0] % 7 == os.path.join(good, "img_00007.jpg")
-    index = VideoIndex([VideoRecord(good, 0, "a")], ["a"], source="frames")
+    split_file = os.path.join(os.path.dirname(good), "train_rgb_split1.txt")
+    with open(split_file, "w", encoding="utf-8") as f:
+        f.write(f"{os.path.basename(good)} {FRAMES} 0\n")
+    index = reference_frames_index(os.path.dirname(good), split_file)  # the reference's split-file layout
+    assert [r.path for r in index] == [good] and not index.missing
     pipeline = make_dataset(index, PREP, "val", batch_size=1)
     clips, labels = next(iter(pipeline.dataset))
     assert clips.shape == (1, 4, 16, 16, 3) and pipeline.bad_videos.total == 0

@@ -150,7 +150,8 @@ def test_docker_line_is_shell_quoted():
     assert words[words.index("-v") + 1] == "/tmp/my models/$(rm -rf ~):/models/a b"
     assert "MODEL_NAME=a b" in words and words[:3] == ["docker", "run", "--rm"]
     config = shlex.split(docker_command("/srv/x'y", config_file="models.config"))
-    assert config[config.index("-v") + 1] == "/srv/x'y:/models" and config[-1] == "--model_config_file=/models/models.config"
+    assert config[config.index("-v") + 1] == "/srv/x'y:/models"
+    assert config[-1] == "--model_config_file=/models/models.config"
     assert docker_command("/srv/plain", model_name="m") == ("docker run --rm -p 8501:8501 -v /srv/plain:/models/m "
                                                             "-e MODEL_NAME=m tensorflow/serving")
 
@@ -173,3 +174,18 @@ def test_call_on_tensorflow_is_isolated_and_time_limited(monkeypatch):
     assert time.monotonic() - start < 30
     command, kwargs = calls[0]
     assert command[1:3] == ["-I", "-c"] and kwargs["timeout"] == 0.5
+
+
+def test_keras_requirement_excludes_releases_with_safe_mode_bypasses():
+    import os
+    import re
+
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    setup_py = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "setup.py")
+    with open(setup_py, encoding="utf-8") as f:
+        line = re.search(r'"(keras[<>=!,.\d ]+)"', f.read()).group(1)
+    requirement = Requirement(line)
+    assert not requirement.specifier.contains("3.13.2") and requirement.specifier.contains("3.14.0")
+    assert requirement.specifier.contains(Version(keras.__version__))  # the installed Keras satisfies it

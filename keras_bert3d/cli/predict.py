@@ -2,7 +2,8 @@
 
 ``--model`` is a ``.keras`` model (needed for ``--explain``), a SavedModel (``<dir>/<version>/``, or the
 ``<dir>`` of versions: the highest is used), or a served model: ``http://HOST:8501/v1/models/NAME[/versions/N]``
-(TF Serving REST) or ``grpc://HOST:8500/NAME[/N]``. The clips of the video are classified in batches and
+(TF Serving REST) or ``grpc://HOST:8500/NAME[/N]``; a legacy ``.h5`` model file only with ``--unsafe-legacy-h5``
+(it can run code when loaded). The clips of the video are classified in batches and
 their logits averaged (the reference's multi-clip test, REFERENCE.md 5.12); a progress bar counts the clips
 when the video needs more than one batch.
 

@@ -46,6 +46,13 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_instance(name, value, cls, kind=None, optional=False):
+    """``value`` must be an instance of ``cls`` (``kind`` names it in the error; None passes when ``optional``)."""
+    if (optional and value is None) or isinstance(value, cls):
+        return value
+    raise ValueError(f"`{name}` must be {kind or 'a ' + cls.__name__}; received {type(value).__name__}")
+
+
 def check_bool(name, value):
     """``value`` must be True or False (not 0/1 or a string)."""
     if not isinstance(value, bool):

@@ -1,9 +1,11 @@
 """I3DBackbone: the Inception-v1 I3D feature extractor of the reference (piergiaj/pytorch-i3d)."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.backbones.backbone import FEATURE_REDUCTIONS, Backbone, clip_input
+from keras_bert3d.backbones.i3d_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.inception_module import BRANCH_NAMES, InceptionModule
 from keras_bert3d.layers.unit3d import Unit3D
+from keras_bert3d.presets.registry import register_presets
 from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints, remat_stages
 
 # The 16 end-points in order; end-point k is `features.<k>` in the reference state dict.
@@ -36,7 +38,6 @@ REFERENCE_MIXED_FILTERS = (
     (256, 160, 320, 32, 128, 128),
     (384, 192, 384, 48, 128, 128),
 )
-FEATURE_REDUCTIONS = (None, "frmb", "frab")
 # Named groups of end-points for `stage_outputs` (each stage ends at the named end-point).
 STAGES = {"stem": "maxpool3d_3a", "stage1": "mixed_3c", "stage2": "mixed_4f", "stage3": "mixed_5c"}
 
@@ -153,7 +154,6 @@ class I3DBackbone(Backbone):
         }
 
 
-from keras_bert3d.backbones.i3d_presets import backbone_presets, reference_params_51  # noqa: E402
-from keras_bert3d.presets import register_presets  # noqa: E402
 
+# The family's one registration: its presets with its class (keras-hub's `register_presets`).
 register_presets(backbone_presets, I3DBackbone, reference_params_51)

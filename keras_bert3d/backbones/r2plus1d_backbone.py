@@ -2,8 +2,10 @@
 import keras
 
 from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.backbones.r2plus1d_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.conv2plus1d import Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
+from keras_bert3d.presets.registry import register_presets
 from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints, remat_stages
 
 # Blocks per stage of the torchvision VideoResNet depths.
@@ -113,7 +115,6 @@ class R2Plus1DBackbone(Backbone):
         }
 
 
-from keras_bert3d.backbones.r2plus1d_presets import backbone_presets, reference_params_51  # noqa: E402
-from keras_bert3d.presets import register_presets  # noqa: E402
 
+# The family's one registration: its presets with its class (keras-hub's `register_presets`).
 register_presets(backbone_presets, R2Plus1DBackbone, reference_params_51)

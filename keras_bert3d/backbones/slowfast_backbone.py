@@ -1,10 +1,12 @@
 """SlowFastBackbone: SlowFast-R50 8x8 (PySlowFast SLOWFAST_8x8_R50) with the paper's FRMB/FRAB blocks."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.backbones.backbone import FEATURE_REDUCTIONS, FUSIONS, Backbone, clip_input
+from keras_bert3d.backbones.slowfast_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
 from keras_bert3d.layers.temporal_subsample import TemporalSubsample
+from keras_bert3d.presets.registry import register_presets
 from keras_bert3d.validation import check_choice, check_positive_int, remat_stages
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -16,8 +18,6 @@ SPATIAL_STRIDES = (1, 2, 2, 2)
 SLOW_STEM_KERNEL = (1, 7, 7)
 FAST_STEM_KERNEL = (5, 7, 7)
 BOTTLENECK_EXPANSION = 4
-FEATURE_REDUCTIONS = (None, "frmb", "frab")
-FUSIONS = (None, "early", "late")
 
 
 def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum, dtype):
@@ -180,7 +180,6 @@ class SlowFastBackbone(Backbone):
         self.stage_blocks = blocks
 
 
-from keras_bert3d.backbones.slowfast_presets import backbone_presets, reference_params_51  # noqa: E402
-from keras_bert3d.presets import register_presets  # noqa: E402
 
+# The family's one registration: its presets with its class (keras-hub's `register_presets`).
 register_presets(backbone_presets, SlowFastBackbone, reference_params_51)

@@ -65,9 +65,11 @@ def default_optimizer(model_config):
         from keras_bert3d.models.builder import get_preset
 
         return get_preset(model_config["preset"])["optimizer"]
+    from keras_bert3d.presets.registry import reference_recipe
+
     config = model_config["config"]
     config = config.get("config", config) if "class_name" in config else config
-    return "adamw" if config.get("pooling", "bert") == "bert" else "sgd"
+    return reference_recipe(config.get("pooling", "bert"))
 
 
 def load_starting_weights(model, path):

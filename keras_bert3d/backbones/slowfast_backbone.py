@@ -7,7 +7,8 @@ from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
 from keras_bert3d.layers.temporal_subsample import TemporalSubsample
 from keras_bert3d.presets.registry import register_presets
-from keras_bert3d.validation import check_choice, check_positive_int, remat_stages
+from keras_bert3d.validation import (check_choice, check_divisible, check_positive_int, check_positive_ints,
+                                     remat_stages)
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # Per res stage s2..s5 (SLOWFAST_8x8_R50.yaml): temporal kernel of conv a, spatial stride of conv b.
@@ -91,27 +92,18 @@ class SlowFastBackbone(Backbone):
         if stage_blocks is None:
             blocks = STAGE_BLOCKS[depth]
         else:
-            if not isinstance(stage_blocks, (list, tuple)) or len(stage_blocks) != 4 or any(
-                    isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in stage_blocks):
-                raise ValueError("`stage_blocks` must be 4 positive ints (s2..s5); "
-                                 f"received stage_blocks={stage_blocks!r}")
-            blocks = tuple(stage_blocks)
+            blocks = tuple(check_positive_ints("stage_blocks", stage_blocks, 4))  # s2..s5
         for arg, value in (("slow_width", slow_width), ("beta_inv", beta_inv),
                            ("fusion_ratio", fusion_ratio), ("fusion_kernel", fusion_kernel),
                            ("slow_stride", slow_stride), ("fast_stride", fast_stride),
                            ("reduction_dim", reduction_dim), ("fast_reduction_dim", fast_reduction_dim)):
             check_positive_int(arg, value)
-        if slow_width % beta_inv:
-            raise ValueError(f"`slow_width` must be divisible by `beta_inv`; received "
-                             f"slow_width={slow_width!r}, beta_inv={beta_inv!r}")
-        if slow_stride % fast_stride:
-            raise ValueError(f"`slow_stride` must be a multiple of `fast_stride`; received "
-                             f"slow_stride={slow_stride!r}, fast_stride={fast_stride!r}")
+        check_divisible("slow_width", slow_width, beta_inv, "beta_inv")
+        check_divisible("slow_stride", slow_stride, fast_stride, "fast_stride")
         if fusion_kernel % 2 == 0:
             raise ValueError(f"`fusion_kernel` must be odd; received fusion_kernel={fusion_kernel!r}")
         for arg, value in (("reduction_dim", reduction_dim), ("fast_reduction_dim", fast_reduction_dim)):
-            if value % 2:
-                raise ValueError(f"`{arg}` must be even (mid width = {arg} / 2); received {arg}={value!r}")
+            check_divisible(arg, value, 2, why=f" (mid width = {arg} / 2)")
         check_choice("feature_reduction", feature_reduction, FEATURE_REDUCTIONS)
         check_choice("fusion", fusion, FUSIONS)
         if feature_reduction is not None and fusion is None:

@@ -111,7 +111,7 @@ def test_to_tfrecord_takes_a_preset_frame_size(synthetic):
 def test_models_lists_every_preset(tmp_path):
     code, out = bert3d(["models", "--json"], tmp_path)
     assert code == 0, out[-2000:]
-    rows = json.loads(out[out.index("["):])
+    rows, _ = json.JSONDecoder().raw_decode(out[out.index("["):])  # stdout, then the stderr lines
     assert len(rows) == 27 and rows[0]["name"] == "rgb_r2plus1d_32f_34"
 
 

@@ -27,7 +27,7 @@ highest``; on PyTorch ``allow_tf32=False`` for matmul and cuDNN). Mixed cases ke
 PyTorch runs with ``cudnn.benchmark=True``.
 
 The host input pipeline (tf.data) is not measured here, since an accelerator host may lack TensorFlow: its
-clips/s per core comes from ``bench/bench_data.py --cores 1`` on a TF host (BENCHMARKS.md, "Data"). Beside
+clips/s comes from ``bench/bench_data.py`` on a TF host (BENCHMARKS.md, "Data"). Beside
 each step rate the table prints the clips/s each host core must deliver to keep up (``os.cpu_count()`` cores).
 """
 import argparse
@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = {"r2plus1d": "rgb_r2plus1d_32f_34_bert10", "i3d": "rgb_I3D64f_bert2",
           "slowfast": "rgb_slowfast64f_50_bert10_FRAB_late"}
 # Forward GFLOPs per clip (BENCHMARKS.md "Models", keras_bert3d.models.flops); a training step is about 3x.
@@ -115,6 +116,7 @@ def run_case(case, args):
             torch.backends.cudnn.allow_tf32 = False
     device, peak, sync = _device(backend)
     keras.config.set_dtype_policy(case["precision"])
+    sys.path.insert(0, REPO)  # this clone's keras_bert3d
     from keras_bert3d.models import recipe
     from keras_bert3d.models.builder import build_model
 
@@ -137,7 +139,7 @@ def run_case(case, args):
     while len(rounds) < args.rounds and (not rounds or sum(rounds) * args.steps < args.time_s):
         start = time.perf_counter()
         for _ in range(args.steps):
-            step()
+            logs = step()
         finish()
         rounds.append((time.perf_counter() - start) / args.steps)
     step_s = statistics.median(rounds)
@@ -145,7 +147,8 @@ def run_case(case, args):
     return dict(case, status="ok", device=device, clips_per_s=case["batch"] / step_s, step_ms=1e3 * step_s,
                 step_ms_rounds=[round(1e3 * r, 3) for r in rounds], steps_timed=args.steps * len(rounds),
                 peak_gib=None if peak_bytes is None else peak_bytes / GIB, build_s=build_s, warmup_s=warmup_s,
-                params=model.count_params(), versions=_versions(backend))
+                params=model.count_params(), loss=float(keras.ops.convert_to_numpy(logs["loss"])),
+                versions=_versions(backend))
 
 
 def _versions(backend):
@@ -155,7 +158,8 @@ def _versions(backend):
 
 
 def _stepper(model, backend, data, sync):
-    """(one training step, wait for the device) through ``model.train_function``, as ``fit`` loops."""
+    """(one training step returning its logs, wait for the device) through ``model.train_function``, as ``fit``
+    loops."""
     model.make_train_function()
     if backend == "torch":
         return (lambda: model.train_function([data])), (sync or (lambda: None))
@@ -166,7 +170,8 @@ def _stepper(model, backend, data, sync):
         model.metrics_variables))]
 
     def step():
-        state[0] = model.train_function(state[0], iter([data]))[1]
+        logs, state[0] = model.train_function(state[0], iter([data]))
+        return logs
 
     return step, lambda: jax.block_until_ready(state[0])
 
@@ -285,7 +290,7 @@ def main():
     meta = dict(bench="bench_device", backend=backend, smoke=args.smoke, budget_s=args.budget_s,
                 elapsed_s=round(time.perf_counter() - start, 1), host_cores=os.cpu_count(),
                 tf32="off for float32 (NVIDIA_TF32_OVERRIDE=0, jax highest matmul precision, torch allow_tf32=False)",
-                host_pipeline="not measured here (no tf.data on the device host): bench/bench_data.py --cores 1")
+                host_pipeline="not measured here (no tf.data on the device host): bench/bench_data.py on a TF host")
     report(records, skipped, meta)
     if own_cache:
         shutil.rmtree(args.jax_cache, ignore_errors=True)

@@ -1,9 +1,11 @@
 """keras_bert3d: late temporal modeling (BERT pooling) for 3D-CNN action recognition, in Keras 3."""
+import runpy
+
 from setuptools import find_packages, setup
 
 setup(
     name="keras_bert3d",
-    version="0.1.0",
+    version=runpy.run_path("keras_bert3d/version.py")["__version__"],
     description=(
         "Keras 3 / TensorFlow implementation of 'Late Temporal Modeling in 3D CNN "
         "Architectures with BERT for Action Recognition' (Kalfaoglu et al., 2020)"

@@ -53,6 +53,8 @@ def test_named_presets_and_listing():
     backbone = R2Plus1DBackbone.from_preset(NAME, **{k: v for k, v in tiny_overrides(NAME).items()
                                                        if k != "num_heads" and k != "lstm_hidden_dim"})
     assert backbone.get_config()["num_frames"] == 8
+    with pytest.raises(ValueError, match=r"Unknown override\(s\) \['num_heads'\]"):  # a classifier argument
+        R2Plus1DBackbone.from_preset(NAME, num_heads=2)
 
 
 def test_compile_defaults_to_the_reference_recipe():

@@ -54,6 +54,32 @@ def test_each_family_registers_its_own_presets():
     assert PRESETS["rgb_r2plus1d_32f_34"]["optimizer"] == "sgd"  # a refused registration changes nothing
 
 
+LAYERING = """
+import sys
+sys.argv[0] = "bert3d"  # the console script's lazy root: nothing but what is imported here loads
+from keras_bert3d.presets import registry
+print("REGISTRY ALONE", "keras_bert3d.backbones" in sys.modules, len(registry.PRESETS))
+from keras_bert3d.backbones.i3d_backbone import I3DBackbone
+from keras_bert3d.backbones.backbone import Backbone
+print("BACKBONES", len(I3DBackbone.presets), len(Backbone.presets), "keras_bert3d.models" in sys.modules)
+from keras_bert3d.models.builder import list_models
+print("MODELS", len(list_models()))
+"""
+
+
+def test_the_registry_imports_no_family_and_every_holder_of_a_class_sees_them_all():
+    """The registry sits below the backbones: it imports none; importing any backbone registers all four
+    families (the backbones package imports them), and the models layer sees all 27."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parents[2]), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", LAYERING], env=env, capture_output=True, text=True, timeout=300)
+    assert "REGISTRY ALONE False 0" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "BACKBONES 8 27 False" in done.stdout and "MODELS 27" in done.stdout, done.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_preset_matches_reference(name):

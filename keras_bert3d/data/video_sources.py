@@ -48,7 +48,7 @@ class ClipPlan:
         return sampling.eval_clips(num_frames, self.clip_len, self.clips_per_video, self.stride).reshape(-1)
 
     def skip(self, path, err, empty):
-        if self.strict:
+        if self.strict or isinstance(err, MemoryError):  # out of memory: the machine's problem, not the file's
             raise err
         self.counter.add(path, getattr(err, "reason", None) or f"cannot be read ({type(err).__name__}: {err})")
         return empty, False

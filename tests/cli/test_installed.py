@@ -45,6 +45,7 @@ def elsewhere(tmp_path_factory):
     return folder
 
 
+@pytest.mark.full
 def test_train_resume_evaluate_tune_from_another_folder(elsewhere):
     code, out = _bert3d(["train", "tiny.yaml"], elsewhere)
     assert code == 0, out[-3000:]
@@ -71,6 +72,7 @@ def test_train_resume_evaluate_tune_from_another_folder(elsewhere):
     assert (run / "tune" / "best_config.yaml").is_file()
 
 
+@pytest.mark.full
 def test_a_bad_config_is_a_clear_error(elsewhere):
     code, out = _bert3d(["train", "missing.yaml"], elsewhere)
     assert code == 2 and "bert3d train: error: config file not found: missing.yaml" in out

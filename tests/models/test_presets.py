@@ -54,7 +54,7 @@ def test_each_family_registers_its_own_presets():
     assert PRESETS["rgb_r2plus1d_32f_34"]["optimizer"] == "sgd"  # a refused registration changes nothing
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("name", NAMES)
 def test_preset_matches_reference(name):
     model = build_model(name, 51)
@@ -68,6 +68,7 @@ def test_preset_matches_reference(name):
     assert np.all(np.asarray(model.get_layer("classifier").kernel) == 0.5)
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name,frames,tokens", [
     ("rgb_r2plus1d_32f_34_bert10", 32, [[4, 512]]),
     ("rgb_r2plus1d_64f_34_bert10", 64, [[8, 512]]),
@@ -128,6 +129,7 @@ def test_preprocessing_overrides():
         resolve_preset("rgb_r2plus1d_32f_34_bert10", image_size=64, frame_size=[48, 64])
 
 
+@pytest.mark.full
 def test_describe_counts_forward_gflops():
     short = describe(build_model("rgb_r2plus1d_32f_34_bert10", 51))
     long = describe(build_model("rgb_r2plus1d_64f_34_bert10", 51))

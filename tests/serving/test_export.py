@@ -88,6 +88,7 @@ def tiny_loaded(tiny):
     return tf.saved_model.load(tiny[1])
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name", RGB_PRESETS)
 def test_every_rgb_preset_exports_reloads_and_predicts(name, tmp_path):
     model = build_model(name, 6, **tiny_overrides(name))
@@ -168,6 +169,7 @@ def test_preprocessing_rule_resize_then_round_half_even_centre_crop():
                                ex.preprocess_clips(tf.constant(resized), prep).numpy(), atol=1e-6)
 
 
+@pytest.mark.full
 def test_saved_model_cli_show_and_run(tiny, tmp_path):
     model, path = tiny
     clips = uint8_clips(model, 1, 50, 66, seed=7)

@@ -78,6 +78,7 @@ def _assert_same(first, second):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.full
 def test_two_workers_identical_weights_and_resume(tmp_path):
     # Run "a": 2 epochs of 6 batches, an update every 2 batches; right after update 4 (mid-epoch 2) the chief
     # copies its checkpoint state to run "b", as a run killed there leaves it. Then the same workers train run

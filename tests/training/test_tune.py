@@ -135,6 +135,7 @@ def test_multi_worker_is_refused(config_file, capsys):
     assert exit_info.value.code == 2 and "--factor: must be >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.full
 def test_tiny_hyperband_search(config_file, tmp_path, capsys):
     """The default tuner under MirroredStrategy (one CPU replica): Hyperband with max_epochs 2, factor 3
     runs 2 trials of 2 epochs; the leaderboard is printed and the best trial becomes a training config."""

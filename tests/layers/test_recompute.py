@@ -11,11 +11,7 @@ from keras_bert3d.layers.inception_module import InceptionModule
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
 from keras_bert3d.layers.recompute import recompute
 from keras_bert3d.models.builder import build_model
-from models.tiny_presets import tiny_overrides
-
-TINY = dict(stage_blocks=[1, 1, 1, 1], stage_filters=(4, 8, 8, 8), stem_filters=(3, 4), num_frames=8,
-            image_size=32)
-
+from models.tiny_presets import TINY_R2PLUS1D, tiny_overrides
 
 # Every block kind with a `remat` switch, as (make(remat) -> layer, input channels): the residual
 # blocks of R(2+1)D (identity, projection), ResNeXt (grouped, strided), SlowFast (temporal conv_a,
@@ -199,7 +195,7 @@ def test_remat_n_recomputes_the_first_n_stages_only(preset, stages, stage_one, a
 @pytest.mark.parametrize("remat", ["yes", 0, 5, -1, 1.0])
 def test_backbone_remat_must_be_a_bool_or_a_stage_count(remat):
     with pytest.raises(ValueError, match=f"remat={remat!r}"):
-        R2Plus1DBackbone(remat=remat, **TINY)
+        R2Plus1DBackbone(remat=remat, **TINY_R2PLUS1D)
 
 
 def test_block_remat_must_be_a_bool():

@@ -8,6 +8,7 @@ from keras_bert3d.convert.checkpoint import load_reference_weights
 from keras_bert3d.models.builder import build_model, get_preset, list_models, resolve_preset
 from keras_bert3d.models.describe import count_parameters, describe
 from keras_bert3d.presets import PRESETS, REFERENCE_PARAMS_51
+from tiny_presets import TINY_R2PLUS1D_BERT, tiny_overrides
 
 KEYS = pathlib.Path(__file__).parent.parent / "fixtures" / "keys"
 NAMES = list_models()
@@ -113,8 +114,7 @@ def test_unknown_names_and_overrides():
 
 
 def test_tiny_preset_runs_and_attends():
-    model = build_model("rgb_r2plus1d_32f_34_bert10", 7, num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1],
-                        stage_filters=[8, 16, 32, 64], num_heads=2)
+    model = build_model("rgb_r2plus1d_32f_34_bert10", 7, **TINY_R2PLUS1D_BERT)
     x = np.random.default_rng(0).normal(size=(2, 8, 32, 32, 3)).astype("float32")
     out = model.attention_model()(x)
     assert tuple(out["logits"].shape) == (2, 7)
@@ -138,8 +138,6 @@ def test_describe_counts_forward_gflops():
 
 
 def test_fusion_has_one_owner_the_backbone():
-    from tiny_presets import tiny_overrides
-
     name = "rgb_slowfast64f_50_bert10_FRMB_early"
     _, backbone, classifier = resolve_preset(name, fusion="late")
     assert backbone["fusion"] == "late" and "fusion" not in classifier

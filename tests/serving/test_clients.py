@@ -19,9 +19,9 @@ from keras_bert3d.data.video_reader import read_frames
 from keras_bert3d.models.builder import build_model
 from keras_bert3d.serving import clients
 from keras_bert3d.serving.export import export_saved_model
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
-TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = dict(TINY_R2PLUS1D_BERT, num_frames=16)
 NUM_CLASSES = 6
 CLASS_NAMES = ["walk", "run", "jump", "swim", "climb", "wave"]
 VIDEO_FRAMES = 60

@@ -14,11 +14,10 @@ import tensorflow as tf
 from keras_bert3d.data import transforms
 from keras_bert3d.models.builder import build_model, get_preset, list_models
 from keras_bert3d.serving import export as ex
-from models.tiny_presets import tiny_overrides
+from models.tiny_presets import TINY_R2PLUS1D_BERT, tiny_overrides
 
 RGB_PRESETS = [n for n in list_models() if get_preset(n)["preprocessing"]["modality"] == "rgb"]
-TINY_R2PLUS1D = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-                     stem_filters=[6, 8], num_heads=2)
+TINY_R2PLUS1D = TINY_R2PLUS1D_BERT
 CLASS_NAMES = ["archery", "bowling", "cliff diving", "drumming", "fencing"]
 TOLERANCE = 1e-5
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")

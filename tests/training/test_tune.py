@@ -14,10 +14,10 @@ from keras_bert3d.cli import main as cli_main
 from keras_bert3d.training import search_space, tune
 from keras_bert3d.training.config import load_config, save_config
 from keras_bert3d.training.train import build_classifier
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
 PRESET = "rgb_r2plus1d_32f_34_bert10"
-TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = TINY_R2PLUS1D_BERT
 TOKEN_WIDTH = TINY["stage_filters"][-1]  # the tokens are the last stage's channels
 
 

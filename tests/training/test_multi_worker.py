@@ -79,6 +79,7 @@ def _assert_same(first, second):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.full
 def test_two_workers_identical_weights_and_resume(tmp_path):
     # Run "a": 2 epochs of 6 batches, an update every 2 batches; right after update 4 (mid-epoch 2) the chief
     # copies its checkpoint state to run "b", as a run killed there leaves it. Then the same workers train run
@@ -125,11 +126,7 @@ def test_get_strategy_errors(monkeypatch):
     assert get_strategy("default").num_replicas_in_sync == 1
 
 
-class _Stop(Exception):
-    pass
-
-
-def _fit(run_dir, initial, stop_at=None, **kwargs):
+def _fit(run_dir, initial, **kwargs):
     import keras
 
     built = []
@@ -139,12 +136,8 @@ def _fit(run_dir, initial, stop_at=None, **kwargs):
         built[-1].set_weights(initial)
         return built[-1]
 
-    def stop(step, logs):
-        if step == stop_at:
-            raise _Stop()
-
     options = dict(epochs=2, run_dir=str(run_dir), global_batch_size=2, gradient_accumulation_steps=2,
-                   checkpoint_every_steps=1, step_end_fns=[stop], verbose=1)
+                   checkpoint_every_steps=1, verbose=1)
     options.update(kwargs)
     train, val = worker.dataset_fn(worker.synthetic(9, 1), True, 2), worker.dataset_fn(worker.synthetic(4, 2), False, 2)
     summary = custom_fit(model_fn, lambda: keras.optimizers.AdamW(1e-2, weight_decay=1e-3), options.pop("loss", None),
@@ -152,7 +145,8 @@ def _fit(run_dir, initial, stop_at=None, **kwargs):
     return summary, built[-1]
 
 
-def test_default_strategy_resume_best_model_and_plateau(tmp_path, capsys):
+def test_default_strategy_best_model_and_plateau(tmp_path, capsys):
+    """custom_fit in this process (its exact mid-epoch resume: test_two_workers_identical_weights_and_resume)."""
     import keras
 
     initial = worker.tiny_model(seed=False).get_weights()
@@ -160,12 +154,6 @@ def test_default_strategy_resume_best_model_and_plateau(tmp_path, capsys):
     assert summary["resumed_from"] is None and summary["global_step"] == 2 * (5 // 2)
     out = capsys.readouterr().out
     assert "Epoch 1/2 - 5 batches, 2 updates" in out and "val_top1" in out
-    with pytest.raises(_Stop):
-        _fit(tmp_path / "b", initial, stop_at=3)
-    resumed, model_b = _fit(tmp_path / "b", initial)
-    assert resumed["resumed_from"] == {"epoch": 1, "step_in_epoch": 2, "global_step": 3}
-    _assert_same(model_b.get_weights(), model.get_weights())
-    assert [r["loss"] for r in resumed["history"]] == [r["loss"] for r in summary["history"]]
     best = keras.saving.load_model(tmp_path / "a" / "best.keras")
     assert len(best.get_weights()) == len(model.get_weights())
     assert not [p for p in os.listdir(tmp_path / "a") if "tmp" in p]

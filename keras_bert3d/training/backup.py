@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from keras_bert3d.training import run_folder
-from keras_bert3d.training.run_folder import atomic_write_text
+from keras_bert3d.atomic import atomic_write_text
 
 
 class TrainingBackup(keras.callbacks.Callback):

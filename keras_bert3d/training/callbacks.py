@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from keras_bert3d.training import run_folder
-from keras_bert3d.training.run_folder import save_model_atomic
+from keras_bert3d.atomic import save_model_atomic
 from keras_bert3d.validation import check_choice, check_open_unit
 
 

@@ -6,13 +6,14 @@ A run folder holds what `keras_bert3d.training.train.train` writes (``config.yam
 ``per_class.csv``, ``confusion.png``, ``predictions.csv``, ``logits.npz``) and the tuner's folder ``tune/``
 (``leaderboard.csv``, ``best_config.yaml``, ``logs/``). The names below are the only place they are spelled.
 
-`atomic_write_text` and `save_model_atomic` write through a temporary file and ``os.replace``, so a crash
-never leaves a half-written file; `write_run_files` writes the resolved config and the class names, after
+Files are written through keras_bert3d.atomic (temporary file, fsync, rename), so a crash never leaves a
+half-written file; `write_run_files` writes the resolved config and the class names, after
 `check_resume` has made sure that a backup in the folder belongs to the same run.
 """
 import json
 import os
 
+from keras_bert3d.atomic import atomic_write_text, save_model_atomic  # noqa: F401 (also imported from here)
 from keras_bert3d.serving.model_files import CLASS_NAMES_FILE as CLASS_NAMES  # also read beside exported models
 
 CONFIG = "config.yaml"
@@ -55,25 +56,6 @@ BACKUP_FILES_GLOB = "ckpt-*"
 def worker_temp(task_type, task_id):
     """The throw-away folder where a non-chief worker of a multi-worker run writes its checkpoints."""
     return f".workertemp_{task_type}_{task_id}"
-
-
-def atomic_write_text(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def save_model_atomic(model, path):
-    """``model`` (architecture and weights, no optimiser state) to ``path`` (.keras): written to a
-    temporary file in the same folder, then renamed, so a crash never leaves a half-written file."""
-    clone = type(model).from_config(model.get_config())
-    clone.set_weights(model.get_weights())
-    folder, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{base[:-len('.keras')]}.tmp.keras")
-    clone.save(tmp)
-    os.replace(tmp, path)
-    return path
 
 
 def check_resume(run_dir, config):

@@ -22,6 +22,7 @@ import logging
 import math
 import os
 
+from keras_bert3d.atomic import save_model_atomic
 from keras_bert3d.training import model_setup, run_folder
 from keras_bert3d.training.config import validate_config
 from keras_bert3d.training.pipelines import Pipelines, fit as fit_model
@@ -102,7 +103,7 @@ def _train(config, run_dir, strategy):
         start_epoch += 1
     if start_epoch < epochs:
         fit(pipes.train_epochs(start_epoch, epochs), initial_epoch=start_epoch, epochs=epochs, steps_per_epoch=steps)
-    run_folder.save_model_atomic(model, os.path.join(run_dir, run_folder.LAST))
+    save_model_atomic(model, os.path.join(run_dir, run_folder.LAST))
     skipped = _merge(skipped_before, pipes.counter.counts())
     return _finish(config, run_dir, {
         "model": model.name, "steps_per_epoch": steps, "num_train_videos": len(train_index),

@@ -16,6 +16,8 @@ import os
 
 import keras
 
+from keras_bert3d.atomic import atomic_folder
+
 CONFIG_FILE, MODEL_WEIGHTS_FILE = "config.json", "model.weights.h5"
 TASK_FILE, TASK_WEIGHTS_FILE = "task.json", "task.weights.h5"
 PREPROCESSOR_FILE, METADATA_FILE = "preprocessor.json", "metadata.json"
@@ -41,7 +43,7 @@ def _read_json(folder, name):
         return json.load(f)
 
 
-def save_backbone_preset(backbone, folder):
+def _save_backbone_preset(backbone, folder):
     os.makedirs(folder, exist_ok=True)
     _write_json(folder, CONFIG_FILE, _serialize(backbone))
     backbone.save_weights(os.path.join(folder, MODEL_WEIGHTS_FILE))
@@ -54,7 +56,7 @@ def save_backbone_preset(backbone, folder):
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"), "tasks": ["VideoClassifier"]})
 
 
-def save_to_preset(model, folder):
+def _save_to_preset(model, folder):
     """Write ``model`` (a VideoClassifier) as a preset folder (the files of the module docstring)."""
     save_backbone_preset(model.backbone, folder)
     _write_json(folder, TASK_FILE, _serialize(model))
@@ -62,6 +64,18 @@ def save_to_preset(model, folder):
                               objects_to_skip=list(model.backbone._flatten_layers()))
     if model.preprocessor is not None:
         _write_json(folder, PREPROCESSOR_FILE, _serialize(model.preprocessor))
+
+
+def save_backbone_preset(backbone, folder):
+    with atomic_folder(folder) as staging:  # written beside ``folder``, then swapped in whole
+        _save_backbone_preset(backbone, staging)
+
+
+def save_to_preset(model, folder):
+    """Write ``model`` (a VideoClassifier) as a preset folder (the files of the module docstring); the folder
+    is written beside ``folder`` and then replaces it whole (keras_bert3d.atomic.atomic_folder)."""
+    with atomic_folder(folder) as staging:
+        _save_to_preset(model, staging)
 
 
 def is_preset_folder(path):

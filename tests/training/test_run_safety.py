@@ -207,3 +207,18 @@ def test_custom_loop_checkpoint_numbers_never_repeat(tmp_path, monkeypatch):
     reader = tf.train.load_checkpoint(str(tmp_path / "backup"))
     assert int(reader.get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE")) == 4
     assert np.isfinite(reader.get_tensor("epoch/.ATTRIBUTES/VARIABLE_VALUE"))
+
+
+def test_bert3d_train_into_a_locked_run_folder_says_so(tmp_path, capsys):
+    import argparse
+
+    from keras_bert3d.cli import train as cli
+
+    config = dict(_config(), output_dir=str(tmp_path / "runs"))
+    save_config(config, str(tmp_path / "config.yaml"))
+    args = argparse.Namespace(config=str(tmp_path / "config.yaml"), overrides=[], strategy=None, print_config=False)
+    with RunLock(tmp_path / "runs" / "r1"):
+        assert cli.run(args) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("bert3d train: error: the run folder") and "train.lock" in error
+    assert f"pid {os.getpid()}" in error

@@ -231,4 +231,4 @@ def test_training_backup_resumes_mid_epoch_exactly(tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-6), (a["epoch"], key)
-    assert len([f for f in os.listdir(tmp_path / "b" / "backup") if f.startswith("ckpt-")]) == 2
+    assert len([f for f in os.listdir(tmp_path / "b" / "backup") if f.startswith("ckpt-")]) == 4  # last 2 backups

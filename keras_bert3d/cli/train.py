@@ -1,5 +1,6 @@
 """`bert3d train CONFIG [key=value ...]`: train with the reference recipe; the same command again resumes."""
 import argparse
+import sys
 
 EXAMPLES = """examples:
   bert3d train training/configs/synthetic_bert.yaml
@@ -34,8 +35,13 @@ def run(args):
         print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
         return 0
     from keras_bert3d.cli.training_messages import show_training_messages
+    from keras_bert3d.training.strategies import WorkerLostError
     from keras_bert3d.training.train import train
 
     show_training_messages()
-    train(config)
+    try:
+        train(config)
+    except WorkerLostError as err:  # a multi-worker peer died: one line, no traceback
+        print(f"bert3d train: error: {err}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -80,6 +80,7 @@ from keras_bert3d.training.run_folder import save_model_atomic
 from keras_bert3d.training.strategies import reports_lost_workers, worker_info
 from keras_bert3d.validation import check_int_at_least, check_open_unit
 
+
 @reports_lost_workers
 def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, epochs, run_dir, strategy=None,
                global_batch_size, steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,

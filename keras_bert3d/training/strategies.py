@@ -128,7 +128,8 @@ def _named_tasks(text):
 
 
 def _describe(peers):
-    return ", ".join(f"the {task_type} at {address} (TF_CONFIG task index {index})" for task_type, index, address in peers)
+    return ", ".join(f"the {task_type} at {address} (TF_CONFIG task index {index})"
+                     for task_type, index, address in peers)
 
 
 def lost_worker_error(error, strategy, run_dir=None):

@@ -37,6 +37,7 @@ def run(args):
         return 0
     from keras_bert3d.cli.training_messages import show_training_messages
     from keras_bert3d.training.run_lock import RunFolderLocked
+    from keras_bert3d.training.strategies import WorkerLostError
     from keras_bert3d.training.train import train
 
     show_training_messages()
@@ -44,5 +45,8 @@ def run(args):
         train(config)
     except RunFolderLocked as err:  # another process trains in the same run folder
         print(f"bert3d train: error: {err}", file=sys.stderr)
+        return 1
+    except WorkerLostError as err:  # a multi-worker peer died: one line, no traceback
+        print(f"bert3d train: error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0

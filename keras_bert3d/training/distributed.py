@@ -61,6 +61,11 @@ from ``run_dir/backup``: it must be on a file system they share (checked; a clea
 Hooks: ``step_end_fns``, callables ``(global_step, logs)`` after each update, and ``epoch_end_fns``,
 ``(epoch, logs)`` after each epoch, run on every worker (raising on one worker only leaves the others waiting
 in a collective: raise on all). The returned ``history`` is empty on non-chief workers.
+
+A lost worker: when a peer dies (killed, crashed, its host down), every other worker raises
+`keras_bert3d.training.strategies.WorkerLostError` within seconds (TensorFlow's heartbeats), one line naming
+the peer by its TF_CONFIG address and task index; starting all the workers again with the same command
+resumes from ``backup/``.
 """
 import json
 import os
@@ -73,9 +78,11 @@ from keras_bert3d.training import run_folder
 from keras_bert3d.training.callbacks import RunFolderCallbacks
 from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
 from keras_bert3d.atomic import fsync_file, fsync_folder, save_model_atomic
-from keras_bert3d.training.strategies import worker_info
+from keras_bert3d.training.strategies import reports_lost_workers, worker_info
 from keras_bert3d.validation import check_int_at_least, check_open_unit
 
+
+@reports_lost_workers
 def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, epochs, run_dir, strategy=None,
                global_batch_size, steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
                checkpoint_every_steps=None, max_checkpoints=2, plateau_patience=None, plateau_factor=0.1,

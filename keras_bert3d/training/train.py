@@ -54,7 +54,8 @@ def train(config):
         keras.utils.set_random_seed(tc["seed"])
         if tc["strategy"] == "multi_worker" or (tc["strategy"] == "mirrored" and
                                                  tc["gradient_accumulation_steps"] > 1):
-            return _train_custom_loop(config, run_dir, strategy)
+            with strategies.lost_workers_reported(strategy, run_dir):  # a lost peer: WorkerLostError
+                return _train_custom_loop(config, run_dir, strategy)
         return _train(config, run_dir, strategy)
 
 

@@ -43,10 +43,7 @@ def run(args):
     show_training_messages()
     try:
         train(config)
-    except RunFolderLocked as err:  # another process trains in the same run folder
-        print(f"bert3d train: error: {err}", file=sys.stderr)
-        return 1
-    except WorkerLostError as err:  # a multi-worker peer died: one line, no traceback
+    except (RunFolderLocked, WorkerLostError) as err:  # another process holds the run; a peer died: one line
         print(f"bert3d train: error: {err}", file=sys.stderr, flush=True)
         return 1
     return 0

@@ -74,10 +74,10 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_bert3d.atomic import fsync_file, fsync_folder, save_model_atomic
 from keras_bert3d.training import run_folder
 from keras_bert3d.training.callbacks import RunFolderCallbacks
 from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
-from keras_bert3d.atomic import fsync_file, fsync_folder, save_model_atomic
 from keras_bert3d.training.strategies import reports_lost_workers, worker_info
 from keras_bert3d.validation import check_int_at_least, check_open_unit
 

@@ -128,3 +128,16 @@ def check_open_unit(name, value):
     if not is_number(value) or not 0.0 < value < 1.0:
         raise ValueError(f"`{name}` must be in (0, 1); received {name}={value!r}")
     return value
+
+
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_file_name(name, value):
+    """``value`` must be a usable file or folder name: letters, digits, ``.``, ``_`` and ``-`` only (no path
+    separators, spaces or glob characters), not ``.``/``..`` and not starting with ``-``; returns it."""
+    if (not isinstance(value, str) or not value or value in (".", "..") or value.startswith("-")
+            or not set(value) <= _NAME_CHARACTERS):
+        raise ValueError(f"`{name}` must be a name of letters, digits, '.', '_' and '-' (not '.' or '..', not "
+                         f"starting with '-'); received {name}={value!r}")
+    return value

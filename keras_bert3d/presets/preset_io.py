@@ -17,6 +17,7 @@ import os
 
 import keras
 
+from keras_bert3d.atomic import atomic_folder
 from keras_bert3d.presets.overrides import route_overrides
 from keras_bert3d.presets.registry import count_parameters
 from keras_bert3d.version import __version__
@@ -46,8 +47,7 @@ def _read_json(folder, name):
         return json.load(f)
 
 
-def save_backbone_preset(backbone, folder):
-    """``config.json``, ``model.weights.h5`` and ``metadata.json`` of ``backbone`` in ``folder``."""
+def _save_backbone_preset(backbone, folder):
     os.makedirs(folder, exist_ok=True)
     _write_json(folder, CONFIG_FILE, _serialize(backbone))
     backbone.save_weights(os.path.join(folder, MODEL_WEIGHTS_FILE))
@@ -57,14 +57,28 @@ def save_backbone_preset(backbone, folder):
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"), "tasks": ["VideoClassifier"]})
 
 
-def save_task_preset(model, folder):
+def _save_task_preset(model, folder):
     """Write ``model`` (a VideoClassifier) as a preset folder (the files of the module docstring)."""
-    save_backbone_preset(model.backbone, folder)
+    _save_backbone_preset(model.backbone, folder)
     _write_json(folder, TASK_FILE, _serialize(model))
     keras.saving.save_weights(model, os.path.join(folder, TASK_WEIGHTS_FILE),
                               objects_to_skip=list(model.backbone._flatten_layers()))
     if model.preprocessor is not None:
         _write_json(folder, PREPROCESSOR_FILE, _serialize(model.preprocessor))
+
+
+def save_backbone_preset(backbone, folder):
+    """``config.json``, ``model.weights.h5`` and ``metadata.json`` of ``backbone`` in ``folder``, written
+    beside it and then swapped in whole (keras_bert3d.atomic.atomic_folder)."""
+    with atomic_folder(folder) as staging:
+        _save_backbone_preset(backbone, staging)
+
+
+def save_task_preset(model, folder):
+    """Write ``model`` (a VideoClassifier) as a preset folder (the files of the module docstring); the folder
+    is written beside ``folder`` and then replaces it whole (keras_bert3d.atomic.atomic_folder)."""
+    with atomic_folder(folder) as staging:
+        _save_task_preset(model, staging)
 
 
 def is_preset_folder(path):

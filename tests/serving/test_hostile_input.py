@@ -50,11 +50,11 @@ class _HostileHandler(http.server.BaseHTTPRequestHandler):
             pass
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def hostile_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HostileHandler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()

@@ -112,7 +112,7 @@ def test_synthetic_json_and_lists(tmp_path, written):
 def test_preset_folder_is_swapped_in_whole(tmp_path, written):
     import keras
 
-    from keras_bert3d.models import preset_io
+    from keras_bert3d.presets import preset_io
 
     class Tiny(keras.Model):  # what save_backbone_preset needs of a backbone: a config and weights
         def __init__(self, units=2, **kwargs):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,6 +30,7 @@ except ImportError:
 
 import keras
 import numpy as np
+import pytest
 
 import keras_bert3d
 from keras_bert3d import backbones, layers, models, optimizers, presets  # noqa: F401
@@ -48,6 +50,7 @@ print("RESULT " + json.dumps({
 '''
 
 
+@pytest.mark.full
 def test_models_import_build_and_train_without_tensorflow():
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
                PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "tests", "models")]))

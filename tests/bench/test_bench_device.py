@@ -42,6 +42,7 @@ def test_ratios_compare_with_the_same_models_float32_and_jit_off():
                                      "i3d mixed_bfloat16 jit=True batch=8: jit on / off": 1.25}
 
 
+@pytest.mark.full
 def test_smoke_run_on_jax_prints_and_writes_the_json(tmp_path):
     out = tmp_path / "bench.json"
     env = dict(os.environ, KERAS_BACKEND="jax", PYTHONPATH=REPO, JAX_PLATFORMS="cpu")

@@ -87,6 +87,7 @@ def synthetic(tmp_path_factory):
     return folder
 
 
+@pytest.mark.full
 def test_data_commands_run_their_documented_lines(synthetic):
     code, out = bert3d(["index", "ucf101", "data/synthetic", "--split", "1", "--subset", "test"], synthetic)
     assert code == 0 and "data/synthetic/" in out, out[-2000:]

@@ -149,6 +149,7 @@ def test_windows_strides_and_the_tail():
     assert windows[-1][0].end_s == pytest.approx(2.3)
 
 
+@pytest.mark.full
 def test_served_models_give_the_same_timeline(rigged, tmp_path):
     from test_clients import ServingStandIn  # the TF Serving stand-in (REST transport and gRPC stub)
 

@@ -2,6 +2,7 @@
 import keras
 
 from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.conv2plus1d import Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
 from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints, remat_stages
@@ -71,8 +72,8 @@ class R2Plus1DBackbone(Backbone):
         dtype = kwargs.get("dtype")
 
         def bn(name):
-            return keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=name,
-                                                   dtype=dtype)
+            return BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name=name,
+                                      dtype=dtype)
 
         def conv(filters, kernel, strides, name):
             return keras.layers.Conv3D(filters, kernel, strides=strides, padding="valid", use_bias=False,

@@ -2,6 +2,7 @@
 import keras
 
 from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.validation import (check_bn_args, check_choice, check_positive_int, check_positive_ints,
                                      remat_stages)
@@ -89,8 +90,8 @@ class ResNeXt3DBackbone(Backbone):
         x = keras.layers.Conv3D(stem_filters, STEM_KERNEL, strides=STEM_STRIDES, padding="valid",
                                 use_bias=False, kernel_initializer="he_normal",
                                 name="stem_conv", dtype=dtype)(x)
-        x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
-                                            name="stem_bn", dtype=dtype)(x)
+        x = BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
+                               name="stem_bn", dtype=dtype)(x)
         x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
         x = keras.layers.ZeroPadding3D(POOL_SIZE // 2, name="stem_pool_pad", dtype=dtype)(x)
         x = keras.layers.MaxPool3D(POOL_SIZE, strides=POOL_STRIDE, padding="valid",

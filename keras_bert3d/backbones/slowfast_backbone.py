@@ -2,6 +2,7 @@
 import keras
 
 from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
 from keras_bert3d.layers.temporal_subsample import TemporalSubsample
@@ -26,8 +27,8 @@ def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum, dtype):
     x = keras.layers.ZeroPadding3D(pad, name=f"{pathway}_stem_pad", dtype=dtype)(x)
     x = keras.layers.Conv3D(filters, kernel, strides=(1, 2, 2), padding="valid", use_bias=False,
                             kernel_initializer="he_normal", name=f"{pathway}_stem_conv", dtype=dtype)(x)
-    x = keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
-                                        name=f"{pathway}_stem_bn", dtype=dtype)(x)
+    x = BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
+                           name=f"{pathway}_stem_bn", dtype=dtype)(x)
     x = keras.layers.ReLU(name=f"{pathway}_stem_relu", dtype=dtype)(x)
     # Zero padding equals PyTorch's -inf padding here: the input is >= 0 after the ReLU.
     x = keras.layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{pathway}_stem_pool_pad", dtype=dtype)(x)

@@ -1,4 +1,5 @@
 """Layers: BERT pooling and its norm, the blocks the backbones are built from, the ablation heads."""
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.bert_pooling import BERTPooling
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.channel_major_flatten import ChannelMajorFlatten
@@ -14,7 +15,7 @@ from keras_bert3d.layers.temporal_tokens import TemporalTokens
 from keras_bert3d.layers.unit3d import Unit3D
 
 __all__ = [
-    "BERTPooling", "Bottleneck3D", "ChannelMajorFlatten", "Conv2Plus1D", "FastToSlowFusion", "InceptionModule",
-    "LSTMPooling", "NonLocalBlock", "R2Plus1DBlock", "ReferenceLayerNorm", "TemporalSubsample", "TemporalTokens",
-    "Unit3D",
+    "BatchNormalization", "BERTPooling", "Bottleneck3D", "ChannelMajorFlatten", "Conv2Plus1D", "FastToSlowFusion",
+    "InceptionModule", "LSTMPooling", "NonLocalBlock", "R2Plus1DBlock", "ReferenceLayerNorm", "TemporalSubsample",
+    "TemporalTokens", "Unit3D",
 ]

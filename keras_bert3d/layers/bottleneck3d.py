@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from keras_bert3d import backend
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.padding import conv_output_size, same_padding, symmetric_pad, triple
 from keras_bert3d.layers.recompute import block_call
 from keras_bert3d.validation import check_bn_args, check_bool, check_positive_int
@@ -65,9 +66,9 @@ class Bottleneck3D(keras.layers.Layer):
                                        kernel_initializer="he_normal", name=name, dtype=self.dtype_policy)
 
         def bn(name, gamma="ones"):
-            return keras.layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
-                                                   gamma_initializer=gamma, name=name,
-                                                   dtype=self.dtype_policy)
+            return BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum,
+                                      gamma_initializer=gamma, name=name,
+                                      dtype=self.dtype_policy)
 
         self.conv_a = conv(mid_filters, self.kernel_a, name="conv_a")
         self.bn_a = bn("bn_a")
@@ -103,7 +104,7 @@ class Bottleneck3D(keras.layers.Layer):
             self.shortcut_conv = keras.layers.Conv3D(
                 self.filters, 1, strides=self.strides, padding="valid", use_bias=False,
                 kernel_initializer="he_normal", name="shortcut_conv", dtype=self.dtype_policy)
-            self.shortcut_bn = keras.layers.BatchNormalization(
+            self.shortcut_bn = BatchNormalization(
                 epsilon=self.bn_epsilon, momentum=self.bn_momentum, name="shortcut_bn",
                 dtype=self.dtype_policy)
             self.shortcut_conv.build(shape)

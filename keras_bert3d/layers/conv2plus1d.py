@@ -2,6 +2,7 @@
 import keras
 from keras import ops
 
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.padding import conv_output_size, symmetric_pad, triple
 from keras_bert3d.validation import check_bn_args, check_positive_int
 
@@ -81,7 +82,7 @@ class Conv2Plus1D(keras.layers.Layer):
             padding="same" if _same_is_symmetric(self.spatial_strides) else "valid",
             use_bias=False, kernel_initializer=conv_initializer(), name="spatial_conv",
             dtype=self.dtype_policy)
-        self.spatial_bn = keras.layers.BatchNormalization(
+        self.spatial_bn = BatchNormalization(
             epsilon=bn_epsilon, momentum=bn_momentum, name="spatial_bn", dtype=self.dtype_policy)
         self.temporal_conv = keras.layers.Conv3D(
             filters, self.temporal_kernel, strides=self.temporal_strides,

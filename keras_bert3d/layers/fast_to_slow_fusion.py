@@ -2,6 +2,7 @@
 import keras
 from keras import ops
 
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.padding import conv_output_size, symmetric_pad
 from keras_bert3d.validation import check_bn_args, check_positive_int
 
@@ -64,8 +65,8 @@ class FastToSlowFusion(keras.layers.Layer):
             fast_channels * self.fusion_ratio, (self.kernel_t, 1, 1), strides=(self.alpha, 1, 1),
             padding="valid", use_bias=False, kernel_initializer="he_normal", name="conv_f2s",
             dtype=self.dtype_policy)
-        self.bn = keras.layers.BatchNormalization(epsilon=self.bn_epsilon, momentum=self.bn_momentum,
-                                                  name="bn", dtype=self.dtype_policy)
+        self.bn = BatchNormalization(epsilon=self.bn_epsilon, momentum=self.bn_momentum,
+                                     name="bn", dtype=self.dtype_policy)
         self.conv_f2s.build(fast_shape)
         self.bn.build((fast_shape[0], fused_frames, *fast_shape[2:4], fast_channels * self.fusion_ratio))
 

@@ -3,6 +3,7 @@ import math
 
 import keras
 from keras import ops
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.validation import check_bn_args
 
 
@@ -64,7 +65,7 @@ class NonLocalBlock(keras.layers.Layer):
         self.theta = self._conv(inter, channels, "theta")
         self.phi = self._conv(inter, channels, "phi")
         self.w_z_conv = self._conv(channels, inter, "w_z_conv")
-        self.w_z_bn = keras.layers.BatchNormalization(
+        self.w_z_bn = BatchNormalization(
             epsilon=self.bn_epsilon, momentum=self.bn_momentum, gamma_initializer="zeros",
             beta_initializer="zeros", name="w_z_bn", dtype=self.dtype_policy)
         for conv in (self.g, self.theta, self.phi):

@@ -2,6 +2,7 @@
 import keras
 from keras import ops
 
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.conv2plus1d import KERNEL_SIZE, Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.padding import conv_output_size, triple
 from keras_bert3d.layers.recompute import block_call
@@ -54,8 +55,8 @@ class R2Plus1DBlock(keras.layers.Layer):
         self.downsample_conv = self.downsample_bn = None
 
     def _bn(self, name):
-        return keras.layers.BatchNormalization(epsilon=self.bn_epsilon, momentum=self.bn_momentum,
-                                               name=name, dtype=self.dtype_policy)
+        return BatchNormalization(epsilon=self.bn_epsilon, momentum=self.bn_momentum,
+                                  name=name, dtype=self.dtype_policy)
 
     def has_projection(self, in_channels):
         """Whether the shortcut is a projection (the reference's ``downsample``)."""

@@ -1,6 +1,7 @@
 """Unit3D: the I3D conv unit, a bias-free 3D convolution with TF 'SAME' padding, BatchNorm and ReLU."""
 import keras
 from keras import ops
+from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.validation import check_bn_args, check_positive_ints
 
 
@@ -63,7 +64,7 @@ class Unit3D(keras.layers.Layer):
             filters, kernel_size, strides=strides, padding="same", data_format="channels_last",
             use_bias=False, kernel_initializer=pytorch_default_conv_initializer(), name="conv3d",
             dtype=self.dtype_policy)
-        self.bn = keras.layers.BatchNormalization(
+        self.bn = BatchNormalization(
             axis=-1, epsilon=bn_epsilon, momentum=bn_momentum, name="bn", dtype=self.dtype_policy)
 
     def build(self, input_shape):

@@ -141,8 +141,9 @@ class VideoClassifier(keras.Model):
         x = keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(x)
         if head_hidden_dim is not None:
             x = keras.layers.Dense(head_hidden_dim, name="classifier_hidden")(x)
-        # float32 logits under mixed precision too: a numerically safe loss and softmax.
-        logits = keras.layers.Dense(num_classes, name="classifier", dtype="float32")(x)
+        # float32 logits under mixed precision too (a numerically safe loss and softmax); float64 under float64.
+        head_dtype = keras.backend.result_type(keras.config.dtype_policy().variable_dtype, "float32")
+        logits = keras.layers.Dense(num_classes, name="classifier", dtype=head_dtype)(x)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
 
         self.backbone = backbone

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from keras_bert3d.optimizers import ReferenceAdamW
-from torch_formulas import mean_of_groups, random_problem, torch_adamw
+from torch_formulas import keras_loop, mean_of_groups, random_problem, torch_adamw, torch_reference_loop
 
 # A learning rate exact in float32 (Keras keeps it in a float32 variable; the rest is in the weight's dtype).
 HYPER = dict(learning_rate=2.0 ** -7, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.1)
@@ -87,24 +87,14 @@ def test_matches_torch_optim_adamw(accumulation):
     import torch
 
     init, micro = random_problem(4, "float64", steps=6)
-    params = [torch.tensor(p, requires_grad=True) for p in init]
-    reference = torch.optim.AdamW([{"params": params[:1]}, {"params": params[1:], "weight_decay": 0.0}],
-                                  lr=HYPER["learning_rate"], betas=(0.9, 0.999), eps=1e-8, weight_decay=0.1)
-    k = accumulation or 1
-    for i, grads in enumerate(micro):  # the reference's loop: backward of loss / k every batch, step every k
-        for p, g in zip(params, grads):
-            p.grad = (p.grad if p.grad is not None else 0) + torch.tensor(g) / k
-        if (i + 1) % k == 0:
-            reference.step()
-            reference.zero_grad()
-    optimizer = ReferenceAdamW(learning_rate=HYPER["learning_rate"], weight_decay=0.1,
-                               gradient_accumulation_steps=accumulation)
-    variables = [keras.Variable(p, dtype="float64", name=n) for p, n in zip(init, ("kernel", "bias"))]
-    optimizer.exclude_from_weight_decay(var_list=variables[1:])
-    for grads in micro:
-        optimizer.apply(grads, variables)
-    for v, p, start in zip(variables, params, init):
-        np.testing.assert_allclose(np.asarray(v) - start, p.detach().numpy() - start, rtol=1e-12)
+    expected = torch_reference_loop(
+        lambda kernel, bias: torch.optim.AdamW([{"params": [kernel]}, {"params": [bias], "weight_decay": 0.0}],
+                                               lr=HYPER["learning_rate"], eps=1e-8, weight_decay=0.1),
+        init, micro, accumulation)
+    got = keras_loop(ReferenceAdamW(HYPER["learning_rate"], weight_decay=0.1,
+                                    gradient_accumulation_steps=accumulation), init, micro)
+    for g, w, start in zip(got, expected, init):
+        np.testing.assert_allclose(g - start, w - start, rtol=1e-12)
 
 
 def test_config_round_trip_and_validation():

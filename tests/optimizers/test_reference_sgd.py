@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_bert3d.optimizers import ReferenceSGD
-from torch_formulas import mean_of_groups, random_problem, torch_sgd
+from torch_formulas import keras_loop, mean_of_groups, random_problem, torch_reference_loop, torch_sgd
 
 LR = 2.0 ** -4  # exact in the float32 learning-rate variable
 
@@ -60,23 +60,13 @@ def test_matches_torch_optim_sgd_with_dampening(accumulation):
     import torch
 
     init, micro = random_problem(12, "float64", steps=6, scales=(1.0, 1.0))
-    params = [torch.tensor(p, requires_grad=True) for p in init]
-    reference = torch.optim.SGD([{"params": params[:1]}, {"params": params[1:], "weight_decay": 0.0}], lr=LR,
-                                momentum=0.9, dampening=0.9, weight_decay=1e-2)
-    k = accumulation or 1
-    for i, grads in enumerate(micro):  # the reference's loop: backward of loss / k every batch, step every k
-        for p, g in zip(params, grads):
-            p.grad = (p.grad if p.grad is not None else 0) + torch.tensor(g) / k
-        if (i + 1) % k == 0:
-            reference.step()
-            reference.zero_grad()
-    variables = _variables(init, "float64")
-    optimizer = ReferenceSGD(LR, 0.9, 0.9, 1e-2, gradient_accumulation_steps=accumulation)
-    optimizer.exclude_from_weight_decay(var_list=variables[1:])
-    for grads in micro:
-        optimizer.apply(grads, variables)
-    for v, p, start in zip(variables, params, init):
-        np.testing.assert_allclose(np.asarray(v) - start, p.detach().numpy() - start, rtol=1e-12)
+    expected = torch_reference_loop(
+        lambda kernel, bias: torch.optim.SGD([{"params": [kernel]}, {"params": [bias], "weight_decay": 0.0}],
+                                             lr=LR, momentum=0.9, dampening=0.9, weight_decay=1e-2),
+        init, micro, accumulation)
+    got = keras_loop(ReferenceSGD(LR, 0.9, 0.9, 1e-2, gradient_accumulation_steps=accumulation), init, micro)
+    for g, w, start in zip(got, expected, init):
+        np.testing.assert_allclose(g - start, w - start, rtol=1e-12)
 
 
 def test_config_round_trip_and_validation():

@@ -50,3 +50,33 @@ def random_problem(seed, dtype, steps, scales=(1.0, 1e-7)):
     init = [rng.normal(size=(3, 4)).astype(dtype), rng.normal(size=(4,)).astype(dtype)]
     grads = [[(rng.normal(size=p.shape) * s).astype(dtype) for p, s in zip(init, scales)] for _ in range(steps)]
     return init, grads
+
+
+def torch_reference_loop(make_torch_optimizer, init, micro_batches, accumulation):
+    """The reference's training loop on given gradients: each micro-batch adds its gradient of
+    ``loss / iter_size``; ``step()`` and ``zero_grad()`` every ``iter_size`` batches. ``make_torch_optimizer``
+    takes the two parameters (kernel, bias) and returns the optimizer. Returns the final weights."""
+    import torch
+
+    params = [torch.tensor(p, requires_grad=True) for p in init]
+    optimizer, k = make_torch_optimizer(*params), accumulation or 1
+    for i, grads in enumerate(micro_batches):
+        for p, g in zip(params, grads):
+            p.grad = (p.grad if p.grad is not None else 0) + torch.tensor(g) / k
+        if (i + 1) % k == 0:
+            optimizer.step()
+            optimizer.zero_grad()
+    return [p.detach().numpy() for p in params]
+
+
+def keras_loop(optimizer, init, micro_batches, dtype="float64", exclude_bias=True):
+    """``optimizer.apply`` on every micro-batch of a (kernel, bias) pair, the bias excluded from weight decay.
+    Returns the final weights."""
+    import keras
+
+    variables = [keras.Variable(p, dtype=dtype, name=n) for p, n in zip(init, ("kernel", "bias"))]
+    if exclude_bias:
+        optimizer.exclude_from_weight_decay(var_list=variables[1:])
+    for grads in micro_batches:
+        optimizer.apply(grads, variables)
+    return [np.asarray(v) for v in variables]

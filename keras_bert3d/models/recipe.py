@@ -17,8 +17,8 @@ Optimisers (`make_optimizer`), the reference's by default, Keras' own by a ``ker
   training mode; only the optimizer step waits), as in the reference. The optimizers' step counters count
   applied updates (Keras' ``iterations`` is ``micro-batches // steps``). `EpochAccumulationReset`
   (keras_bert3d.training.callbacks) drops a partial accumulation at each epoch start, as the reference zeroes its
-  gradients there. tests/training/test_reference_step.py checks one step and two accumulated steps against the
-  reference code's own (tests/fixtures/step_*.npz, made by bench/make_step_fixtures.py).
+  gradients there. tests/optimizers/test_reference_step.py checks one step and two accumulated steps of the
+  BERT head against the reference code's own (tests/fixtures/step_bert5_head.npz, bench/make_step_fixtures.py).
 - ``decay_norms_and_biases=False`` excludes norms, biases, the CLS token and positions
   (`no_decay_variables`) through ``exclude_from_weight_decay``.
 

@@ -5,14 +5,16 @@ reference's own training loop, and after N accumulated micro-batches, in float64
 
 Needs torch and a checkout of the reference (``git archive HEAD models opt``). Writes
 ``step_bert5_head.npz``: the reference's BERT5 head (as ``rgb_r2plus1d_32f_34_bert10`` has it, at width 64,
-one block, 8 heads, 4 tokens) and ``fc_action`` (64 -> 5), dropout off and every token kept, trained with the
+one block, 8 heads, 4 tokens) and ``fc_action`` (64 -> 5), dropout off and every token kept; and
+``step_r2plus1d_stem.npz``: R(2+1)D's stem (convolutions and two BatchNorms, in training mode: their running
+statistics move) average-pooled into ``fc_action``. Both trained with the
 reference's ``opt/AdamW.py`` exactly as two_stream_bert2.py trains (cross-entropy / iter_size, backward every
 micro-batch, ``step()`` and ``zero_grad()`` every iter_size batches). Keys: ``w:<key>`` the weights before,
 ``one:<key>`` after one step on ``x0``/``y0``, ``acc:<key>`` after one step accumulated over ``x0``..``x{N-1}``
 (``iter_size`` N = 2), all under the reference's state-dict keys (read with keras_bert3d.convert); ``lr``,
 ``weight_decay``. The tests (tests/optimizers/test_reference_step.py) need no torch.
-The backbones' BatchNorm statistics are covered by tests/layers/test_batch_norm.py (PyTorch's rule) and the
-backbones' forward/backward by the parity fixtures; no backbone step fixture is made here (see the README).
+I3D and SlowFast have no step fixture yet: their BatchNorms are the same layer, their forward passes are
+covered by the parity fixtures.
 """
 import argparse
 import os
@@ -33,6 +35,7 @@ def _reference(checkout):
                                                        **{k: "cpu" if v == "cuda" else v for k, v in kwargs.items()})
     sys.path.insert(0, os.path.abspath(checkout))
     from models.BERT.bert import BERT5
+    from models.r2plus1d.resnet import R2Plus1dStem
     from opt.AdamW import AdamW
 
     class Head(torch.nn.Module):
@@ -50,7 +53,22 @@ def _reference(checkout):
             output, _ = self.bert(x)
             return self.fc_action(output[:, 0, :])
 
-    return torch, Head, AdamW
+    class Stem(torch.nn.Module):
+        """R(2+1)D's stem as every rgb_r2plus1d model has it (``features.0``, BatchNorm eps 1e-3 and torch
+        momentum 0.9 as r2plus1d_34 sets them), average-pooled into ``fc_action`` (64 -> 5)."""
+
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Sequential(R2Plus1dStem())
+            for module in self.modules():
+                if isinstance(module, torch.nn.BatchNorm3d):
+                    module.eps, module.momentum = 1e-3, 0.9
+            self.fc_action = torch.nn.Linear(64, 5)
+
+        def forward(self, x):
+            return self.fc_action(self.features(x).mean(dim=(2, 3, 4)))
+
+    return torch, {"bert5_head": (Head, (3, 4, 64)), "r2plus1d_stem": (Stem, (2, 3, 8, 32, 32))}, AdamW
 
 
 def _train(torch, model, optimizer, batches):
@@ -70,29 +88,37 @@ def _state(model):
 
 
 def make(checkout, out):
-    torch, Head, AdamW = _reference(checkout)
-    torch.manual_seed(0)
+    torch, models, AdamW = _reference(checkout)
     torch.set_default_dtype(torch.float64)
-    model = Head().double()
-    with torch.no_grad():  # the zero-initialised biases and the CLS token get values: every tensor moves
-        for name, p in model.named_parameters():
-            if p.dim() == 1 or "clsToken" in name:
-                p.normal_(0, 0.05)
-    before = _state(model)
-    rng = np.random.default_rng(0)
-    batches = [(np.abs(rng.normal(size=(3, 4, 64))), rng.integers(0, 5, 3)) for _ in range(ITER_SIZE)]
-    arrays = {f"w:{k}": v for k, v in before.items()}
-    for tag, used in (("one", batches[:1]), ("acc", batches)):
-        model.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
-        optimizer = AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-        _train(torch, model, optimizer, used)
-        arrays.update({f"{tag}:{k}": v for k, v in _state(model).items()})
-    for i, (x, y) in enumerate(batches):
-        arrays[f"x{i}"], arrays[f"y{i}"] = x, y
-    arrays["lr"], arrays["weight_decay"] = np.float64(LR), np.float64(WEIGHT_DECAY)
-    path = os.path.join(out, "step_bert5_head.npz")
-    np.savez_compressed(path, **arrays)
-    print(f"{path}: {os.path.getsize(path) / 1e6:.2f} MB, {len(before)} tensors")
+    for name, (cls, input_shape) in models.items():
+        torch.manual_seed(0)
+        model = cls().double()
+        with torch.no_grad():  # zero-initialised biases, BatchNorm and the CLS token get values: every tensor moves
+            for key, p in model.named_parameters():
+                if p.dim() == 1 or "clsToken" in key:
+                    p.normal_(0, 0.05)
+            for key, b in model.named_buffers():
+                if key.endswith("running_mean"):
+                    b.normal_(0, 0.1)
+                elif key.endswith("running_var"):
+                    b.uniform_(0.5, 1.5)
+        before = {k: v for k, v in _state(model).items() if not k.endswith("num_batches_tracked")}
+        rng = np.random.default_rng(0)
+        # float32-exact inputs: Keras' data adapters cast float64 arrays to floatx, which then changes nothing.
+        batches = [(np.abs(rng.normal(size=input_shape)).astype(np.float32).astype(np.float64),
+                    rng.integers(0, 5, input_shape[0])) for _ in range(ITER_SIZE)]
+        arrays = {f"w:{k}": v for k, v in before.items()}
+        for tag, used in (("one", batches[:1]), ("acc", batches)):
+            model.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()}, strict=False)
+            optimizer = AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
+            _train(torch, model, optimizer, used)
+            arrays.update({f"{tag}:{k}": _state(model)[k] for k in before})
+        for i, (x, y) in enumerate(batches):
+            arrays[f"x{i}"], arrays[f"y{i}"] = x, y
+        arrays["lr"], arrays["weight_decay"] = np.float64(LR), np.float64(WEIGHT_DECAY)
+        path = os.path.join(out, f"step_{name}.npz")
+        np.savez_compressed(path, **arrays)
+        print(f"{path}: {os.path.getsize(path) / 1e6:.2f} MB, {len(before)} tensors")
 
 
 if __name__ == "__main__":

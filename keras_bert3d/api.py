@@ -12,10 +12,10 @@ from keras_bert3d.models.builder import build_model, get_preset, list_models
 from keras_bert3d.models.video_classifier import VideoClassifier
 from keras_bert3d.models.video_preprocessor import VideoPreprocessor
 from keras_bert3d.serving.timeline import predict_timeline
-from keras_bert3d.optimizers import ReferenceSGD
+from keras_bert3d.optimizers import ReferenceAdamW, ReferenceSGD
 
 __all__ = [
     "Backbone", "I3DBackbone", "R2Plus1DBackbone", "ResNeXt3DBackbone", "SlowFastBackbone",
     "BERTPooling", "ReferenceLayerNorm", "TemporalTokens", "VideoClassifier", "VideoPreprocessor",
-    "build_model", "get_preset", "list_models", "predict_timeline", "ReferenceSGD",
+    "build_model", "get_preset", "list_models", "predict_timeline", "ReferenceAdamW", "ReferenceSGD",
 ]

@@ -46,19 +46,27 @@ class BatchNormalization(keras.layers.BatchNormalization):
         self.moving_variance_rule = moving_variance_rule
 
     def call(self, inputs, training=None, mask=None):
+        float64 = keras.backend.standardize_dtype(inputs.dtype) == "float64"
+        if not (training and self.trainable) and float64 and mask is None:
+            # Keras' inference branch, kept in float64 (Keras casts to result_type(x, "float32"), which is
+            # float32 off TensorFlow); float32 and mixed inputs take Keras' own code below.
+            return self._normalize(inputs, self.moving_mean, self.moving_variance)
         if self.moving_variance_rule == "biased" or not (training and self.trainable):
             return super().call(inputs, training=training, mask=mask)
         if mask is not None and len(mask.shape) != len(inputs.shape) - 1:
             return super().call(inputs, training=training, mask=mask)  # Keras raises its own error
         # Keras' training branch, with the moving variance fed the unbiased batch variance.
-        inputs = ops.cast(inputs, keras.backend.result_type(inputs.dtype, "float32"))
+        inputs = ops.cast(inputs, "float64" if float64 else keras.backend.result_type(inputs.dtype, "float32"))
         mean, variance = self._moments(inputs, mask)
         momentum = self.momentum
         self.moving_mean.assign(ops.cast(self.moving_mean, inputs.dtype) * momentum + mean * (1.0 - momentum))
         self.moving_variance.assign(ops.cast(self.moving_variance, inputs.dtype) * momentum
                                     + variance * self._bessel_factor(inputs, mask) * (1.0 - momentum))
+        return self._normalize(inputs, mean, variance)
+
+    def _normalize(self, inputs, mean, variance):
         outputs = ops.batch_normalization(
-            x=inputs, mean=mean, variance=variance, axis=self.axis,
+            x=inputs, mean=ops.cast(mean, inputs.dtype), variance=ops.cast(variance, inputs.dtype), axis=self.axis,
             offset=None if not self.center else ops.cast(self.beta, inputs.dtype),
             scale=None if not self.scale else ops.cast(self.gamma, inputs.dtype),
             epsilon=self.epsilon)

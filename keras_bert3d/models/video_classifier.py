@@ -139,8 +139,9 @@ class VideoClassifier(keras.Model):
         x = keras.layers.Dropout(dropout, seed=seed, name="classifier_dropout")(x)
         if head_hidden_dim is not None:
             x = keras.layers.Dense(head_hidden_dim, name="classifier_hidden")(x)
-        # float32 logits under mixed precision too (a numerically safe loss and softmax); float64 under float64.
-        head_dtype = keras.backend.result_type(keras.config.dtype_policy().variable_dtype, "float32")
+        # float32 logits under mixed precision too (a numerically safe loss and softmax); float64 under float64
+        # (not keras.backend.result_type: it gives float32 for float64 on every backend but TensorFlow).
+        head_dtype = "float64" if keras.config.dtype_policy().variable_dtype == "float64" else "float32"
         logits = keras.layers.Dense(num_classes, name="classifier", dtype=head_dtype)(x)
         super().__init__(inputs=inputs, outputs=logits, **kwargs)
 

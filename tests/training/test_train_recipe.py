@@ -1,4 +1,4 @@
-"""models/recipe.py and optimizers/ (the reference optimisers) and training/callbacks.py (the plateau schedule, atomic
+"""models/recipe.py (the optimisers themselves: tests/optimizers) and training/callbacks.py (the plateau schedule, atomic
 checkpoints and the backup)."""
 import json
 import os
@@ -16,53 +16,6 @@ from models.tiny_presets import TINY_R2PLUS1D_BERT
 TINY = TINY_R2PLUS1D_BERT
 
 
-def _torch_sgd(params, grads_per_step, lr, momentum, dampening, weight_decay, decay_mask):
-    """torch.optim.SGD.step written out in NumPy (the reference two_stream2.py optimiser)."""
-    params, bufs = [p.copy() for p in params], [None] * len(params)
-    for grads in grads_per_step:
-        for i, g in enumerate(grads):
-            g = g + weight_decay * params[i] if decay_mask[i] else g
-            bufs[i] = g.copy() if bufs[i] is None else momentum * bufs[i] + (1 - dampening) * g
-            params[i] = params[i] - lr * bufs[i]
-    return params
-
-
-def test_reference_sgd_matches_torch_sgd_with_dampening():
-    rng = np.random.default_rng(0)
-    init = [rng.normal(size=(3, 2)).astype("float32"), rng.normal(size=(2,)).astype("float32")]
-    steps = [[rng.normal(size=p.shape).astype("float32") for p in init] for _ in range(4)]
-    variables = [keras.Variable(p, name=n) for p, n in zip(init, ("kernel", "bias"))]
-    optimizer = recipe.ReferenceSGD(learning_rate=0.1, momentum=0.9, dampening=0.9, weight_decay=0.05)
-    optimizer.exclude_from_weight_decay(var_list=[variables[1]])
-    for grads in steps:
-        optimizer.apply(grads, variables)
-    expected = _torch_sgd(init, steps, 0.1, 0.9, 0.9, 0.05, decay_mask=[True, False])
-    for variable, value in zip(variables, expected):
-        np.testing.assert_allclose(np.asarray(variable), value, rtol=1e-5, atol=1e-6)
-    # Keras' own SGD (no dampening) would have moved differently: the port is not a relabelled SGD.
-    plain = [keras.Variable(p) for p in init]
-    sgd = keras.optimizers.SGD(0.1, momentum=0.9)
-    for grads in steps:
-        sgd.apply(grads, plain)
-    assert not np.allclose(np.asarray(plain[0]), expected[0], atol=1e-3)
-
-
-def test_reference_sgd_accumulates_like_the_reference_iter_size():
-    rng = np.random.default_rng(1)
-    init = [rng.normal(size=(4,)).astype("float32")]
-    micro = [[rng.normal(size=(4,)).astype("float32")] for _ in range(4)]
-    variable = [keras.Variable(init[0])]
-    optimizer = recipe.ReferenceSGD(0.1, 0.9, 0.9, 1e-3, gradient_accumulation_steps=2)
-    for grads in micro:
-        optimizer.apply(grads, variable)
-    averaged = [[(micro[0][0] + micro[1][0]) / 2], [(micro[2][0] + micro[3][0]) / 2]]  # loss / iter_size
-    expected = _torch_sgd(init, averaged, 0.1, 0.9, 0.9, 1e-3, [True])
-    np.testing.assert_allclose(np.asarray(variable[0]), expected[0], rtol=1e-5, atol=1e-6)
-    config = optimizer.get_config()
-    assert (config["momentum"], config["dampening"], config["weight_decay"]) == (0.9, 0.9, 1e-3)
-    assert isinstance(recipe.ReferenceSGD.from_config(config), recipe.ReferenceSGD)
-
-
 @pytest.fixture(scope="module")
 def tiny_model():
     return build_model("rgb_r2plus1d_32f_34_bert10", 3, **TINY)
@@ -70,7 +23,8 @@ def tiny_model():
 
 def test_adamw_recipe_and_weight_decay_exclusion(tiny_model):
     optimizer = recipe.make_optimizer("adamw", tiny_model)
-    assert isinstance(optimizer, keras.optimizers.AdamW)
+    assert isinstance(optimizer, recipe.ReferenceAdamW)
+    assert type(recipe.make_optimizer("keras_adamw", tiny_model)) is keras.optimizers.AdamW  # Keras' by name
     assert float(np.asarray(optimizer.learning_rate)) == pytest.approx(1e-5)
     assert (optimizer.weight_decay, optimizer.epsilon, optimizer.gradient_accumulation_steps) == (1e-3, 1e-8, 16)
     assert recipe.make_optimizer("sgd", tiny_model).coupled_weight_decay == 1e-3

@@ -118,9 +118,14 @@ def test_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
                                     [path, num_frames, elem_seed], [tf.uint8, tf.bool])
         return tf.ensure_shape(frames, [None, *size, 3]), label, elem_seed, tf.ensure_shape(ok, [])
 
+    def usable(frames, label, elem_seed, ok):
+        return ok
+
+    def drop_flag(frames, label, elem_seed, ok):
+        return frames, label, elem_seed
+
     dataset = tf.data.Dataset.zip(records, seeds).map(load, num_parallel_calls=calls, deterministic=deterministic)
-    return dataset.filter(lambda frames, label, elem_seed, ok: ok).map(lambda frames, label, elem_seed, ok: (
-        frames, label, elem_seed))
+    return dataset.filter(usable).map(drop_flag)
 
 
 def split_clips(dataset, clip_len):

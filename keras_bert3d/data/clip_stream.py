@@ -18,6 +18,8 @@ A video that breaks mid-stream after some of its clips went out is decoded again
 and a consumer keeps, per video, the highest attempt whose clips all arrived (an attempt that stops short was
 skipped and counted).
 """
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -26,9 +28,16 @@ from keras_bert3d.data.video_reader import VideoDecodeError, probe, stream_clips
 from keras_bert3d.data.video_sources import DAMAGED_MIN_FRACTION, load_frames, video_records
 
 TEST_ELEMENTS = ("video", "clip")
-# Videos decoded at once in ``elements="clip"`` mode (each holds about a clip of resized frames, plus the clips
-# waiting in its buffer): the parallelism of the clip stream.
-STREAM_CYCLE = 4
+# Videos decoded at once in ``elements="clip"`` mode when ``num_parallel_calls`` is AUTOTUNE: the cores, up to this
+# many (each holds about a clip of resized frames, plus the two clips waiting in its buffer).
+MAX_STREAM_CYCLE = 8
+
+
+def stream_cycle(calls):
+    """Videos decoded at once: ``calls`` when it is a count, else the cores up to `MAX_STREAM_CYCLE`."""
+    if isinstance(calls, int) and calls > 0:
+        return calls
+    return max(1, min(os.cpu_count() or 1, MAX_STREAM_CYCLE))
 
 
 def _resizer(frame_size):
@@ -78,10 +87,10 @@ def video_frames(plan, path, num_frames, seed, frame_size):
     return np.concatenate([clips[k] for k in range(count)]), True
 
 
-def clip_elements(records, seeds, plan, frame_size):
+def clip_elements(records, seeds, plan, frame_size, calls):
     """``(frames (T, H, W, 3) uint8, label, seed, position [video, attempt, clip, clips] int64)`` per clip of
-    every usable video of ``records`` (a dataset of ``(path, label, num_frames)``), video files decoded
-    `STREAM_CYCLE` at a time; clips of different videos interleave (``position`` says whose they are)."""
+    every usable video of ``records`` (a dataset of ``(path, label, num_frames)``), `stream_cycle` video files
+    decoded at a time; clips of different videos interleave (``position`` says whose they are)."""
     size = [int(v) for v in frame_size]
     signature = (tf.TensorSpec([plan.clip_len, *size, 3], tf.uint8), tf.TensorSpec([4], tf.int64))
 
@@ -96,8 +105,9 @@ def clip_elements(records, seeds, plan, frame_size):
         return clips.map(lambda frames, position: (frames, label, elem_seed, position))
 
     videos = tf.data.Dataset.zip(records, seeds).enumerate()
-    return videos.interleave(lambda video, pair: one_video(video, *pair), cycle_length=STREAM_CYCLE, block_length=1,
-                             num_parallel_calls=STREAM_CYCLE, deterministic=True)
+    cycle = stream_cycle(calls)
+    return videos.interleave(lambda video, pair: one_video(video, *pair), cycle_length=cycle, block_length=1,
+                             num_parallel_calls=cycle, deterministic=True)
 
 
 def test_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle, calls, deterministic,
@@ -110,7 +120,7 @@ def test_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
         return split_clips(dataset, plan.clip_len) if elements == "clip" else dataset
     records = video_records(index, shuffle, seed, reshuffle)
     if elements == "clip":
-        return clip_elements(records, seeds, plan, size)
+        return clip_elements(records, seeds, plan, size, calls)
 
     def load(record, elem_seed):
         path, label, num_frames = record

@@ -1,9 +1,11 @@
 """keras_bert3d: late temporal modeling (BERT pooling) for 3D-CNN action recognition, in Keras 3."""
+import runpy
+
 from setuptools import find_packages, setup
 
 setup(
     name="keras_bert3d",
-    version="0.1.0",
+    version=runpy.run_path("keras_bert3d/version.py")["__version__"],
     description=(
         "Keras 3 / TensorFlow implementation of 'Late Temporal Modeling in 3D CNN "
         "Architectures with BERT for Action Recognition' (Kalfaoglu et al., 2020)"
@@ -14,7 +16,7 @@ setup(
     python_requires=">=3.10,<3.14",  # the versions TensorFlow 2.21 ships wheels for
     install_requires=[
         "tensorflow==2.21.*",
-        "keras>=3.10,<4",
+        "keras>=3.14,<4",  # earlier releases have published safe_mode bypasses (CVE-2025-8747, -9905, 2026-1462)
         "keras-tuner>=1.4.7",
         "tensorboard==2.21.*",
         "numpy>=1.26",

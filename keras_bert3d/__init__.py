@@ -5,11 +5,14 @@ with Keras so that ``keras.saving.load_model`` reads our ``.keras`` files, as ``
 The ``bert3d`` console command alone skips that import, so ``bert3d --help`` and argument errors answer
 without loading TensorFlow; its subcommands import what they need when they run. Either way the public
 names resolve on first use.
+
+Layer: the top of the library, with `keras_bert3d.api` (re-exports only). Nothing inside the package imports it;
+``__version__`` lives in `keras_bert3d.version`, below every layer.
 """
 import os as _os
 import sys as _sys
 
-__version__ = "0.1.0"
+from keras_bert3d.version import __version__  # noqa: F401
 
 
 def _started_as_command():
@@ -21,7 +24,12 @@ def _started_as_command():
 if _started_as_command():
     def __getattr__(name):
         import importlib
+        import importlib.util
 
+        if name.startswith("__") or importlib.util.find_spec(f"{__name__}.{name}") is not None:
+            # Dunders, and submodules (`from keras_bert3d import backend` asks for the attribute first): never the
+            # API, which imports the backbones and layers that may be importing right now.
+            raise AttributeError(f"module 'keras_bert3d' has no attribute {name!r}")
         api = importlib.import_module("keras_bert3d.api")
         if name in api.__all__:
             return getattr(api, name)

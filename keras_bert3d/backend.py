@@ -95,6 +95,7 @@ def per_group_conv(x, kernel, groups, strides):
 
 _WORKER = """
 import json, sys
+sys.path.insert(0, sys.argv.pop(1))  # `python -I` ignores PYTHONPATH: the parent's keras_bert3d, named by it
 import keras
 import keras_bert3d  # registers the serializable classes
 module_name, function_name = sys.argv[1].rsplit(":", 1)
@@ -109,12 +110,17 @@ with open(sys.argv[4], "w", encoding="utf-8") as f:
 """
 
 
-def call_on_tensorflow(model, function, **kwargs):
+TENSORFLOW_CALL_TIMEOUT = 3600  # seconds for one subprocess (a full-size export takes minutes)
+
+
+def call_on_tensorflow(model, function, timeout=TENSORFLOW_CALL_TIMEOUT, **kwargs):
     """``function(model, **kwargs)`` run by the TensorFlow backend, whatever backend holds ``model``.
 
     On TensorFlow it is a plain call. Elsewhere ``model`` is saved to a temporary ``.keras`` file, loaded
     by a ``KERAS_BACKEND=tensorflow`` subprocess that calls ``function`` (``"package.module:name"``) there;
     ``kwargs`` and the result must be JSON values. The subprocess' error output is raised on failure.
+    The subprocess runs ``python -I`` (isolated: no ``PYTHON*`` variables, user site or current folder on its
+    path; only the folder this keras_bert3d comes from) and is killed after ``timeout`` seconds (a RuntimeError).
     """
     module_name, function_name = function.rsplit(":", 1)
     if name() == "tensorflow":
@@ -128,8 +134,13 @@ def call_on_tensorflow(model, function, **kwargs):
         with open(args_path, "w", encoding="utf-8") as f:
             json.dump(kwargs, f)
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
-        done = subprocess.run([sys.executable, "-c", _WORKER, function, model_path, args_path, out_path],
-                              env=env, capture_output=True, text=True)
+        package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        command = [sys.executable, "-I", "-c", _WORKER, package_root, function, model_path, args_path, out_path]
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{function} on the TensorFlow backend did not finish within {timeout} s "
+                               "(the subprocess was stopped)") from None
         if done.returncode:
             raise RuntimeError(f"{function} on the TensorFlow backend failed (exit {done.returncode}):\n"
                                f"{done.stderr[-3000:]}")

@@ -47,6 +47,21 @@ def check_choice(name, value, choices):
     return value
 
 
+def check_divisible(name, value, divisor, divisor_name=None, why=""):
+    """``value`` must be a multiple of ``divisor`` (another argument when ``divisor_name`` names it)."""
+    if value % divisor:
+        of, received = (f"`{divisor_name}`", f", {divisor_name}={divisor!r}") if divisor_name else (divisor, "")
+        raise ValueError(f"`{name}` must be a multiple of {of}{why}; received {name}={value!r}{received}")
+    return value
+
+
+def check_instance(name, value, cls, kind=None, optional=False):
+    """``value`` must be an instance of ``cls`` (``kind`` names it in the error; None passes when ``optional``)."""
+    if (optional and value is None) or isinstance(value, cls):
+        return value
+    raise ValueError(f"`{name}` must be {kind or 'a ' + cls.__name__}; received {type(value).__name__}")
+
+
 def check_bool(name, value):
     """``value`` must be True or False (not 0/1 or a string)."""
     if not isinstance(value, bool):
@@ -112,4 +127,17 @@ def check_open_unit(name, value):
     """``value`` must be a number strictly between 0 and 1 (a decay factor)."""
     if not is_number(value) or not 0.0 < value < 1.0:
         raise ValueError(f"`{name}` must be in (0, 1); received {name}={value!r}")
+    return value
+
+
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def check_file_name(name, value):
+    """``value`` must be a usable file or folder name: letters, digits, ``.``, ``_`` and ``-`` only (no path
+    separators, spaces or glob characters), not ``.``/``..`` and not starting with ``-``; returns it."""
+    if (not isinstance(value, str) or not value or value in (".", "..") or value.startswith("-")
+            or not set(value) <= _NAME_CHARACTERS):
+        raise ValueError(f"`{name}` must be a name of letters, digits, '.', '_' and '-' (not '.' or '..', not "
+                         f"starting with '-'); received {name}={value!r}")
     return value

@@ -1,10 +1,12 @@
-"""Our own small test harness (never keras.src.testing): layer, serialization and saving checks."""
+"""Our own small test harness (never keras.src.testing), after keras-hub's ``TestCase``: the layer, backbone,
+task and preset tests every family runs, and the serialization, saving and fit-step checks they share."""
 import json
 import os
 import pathlib
 
 import keras
 import numpy as np
+import pytest
 
 FIXTURES = pathlib.Path(__file__).parent / "fixtures"
 
@@ -160,3 +162,61 @@ def run_backbone_test(cls, init_kwargs, input_data, expected_output_shape, expec
         assert len(layers) > len(model.layers)  # the walk reached nested sublayers
         assert [str(o.dtype) for o in keras.tree.flatten(model.outputs)] == [compute] * len(expected)
     return backbone
+
+
+def _shapes(outputs):
+    return [tuple(o.shape) for o in keras.tree.flatten(outputs)]
+
+
+def _expected_shapes(expected):
+    return [tuple(s) for s in (expected if isinstance(expected, list) else [expected])]
+
+
+def run_task_test(cls, init_kwargs, train_data, expected_output_shape, tmp_path, batch_size=2):
+    """The shared task test (as keras-hub's ``run_task_test``), for a ``VideoClassifier``: it builds and
+    calls; ``compile()`` with no argument (the reference recipe: optimizer, loss from logits, top-1/top-5) fits
+    one step that moves the weights; ``predict`` on arrays and on a ``tf.data`` dataset gives the call's
+    logits; the config and ``.keras`` round trips. ``train_data`` is ``(x, y)``; ``x`` a clip batch or a list
+    of them (two pathways). Returns the fitted task."""
+    import tensorflow as tf
+
+    x, y = train_data
+    task = cls(**init_kwargs)
+    assert _shapes(task(x, training=False)) == _expected_shapes(expected_output_shape)
+    run_serialization_test(task)
+    task.compile()
+    assert task.optimizer is not None and task.loss.get_config()["from_logits"] is True
+    before = [np.array(w) for w in task.trainable_weights]
+    history = task.fit(x, y, batch_size=batch_size, epochs=1, verbose=0).history
+    assert np.isfinite(history["loss"][0]) and {"top1", "top5"} <= set(history), sorted(history)
+    after = [np.array(w) for w in task.trainable_weights]
+    assert any(not np.array_equal(a, b) for a, b in zip(before, after)), "a fit step changed no weight"
+    logits = np.asarray(task(x, training=False))
+    np.testing.assert_allclose(task.predict(x, batch_size=batch_size, verbose=0), logits, atol=1e-5)
+    # A tuple element would read as (x, y): the two pathways are one 1-tuple's element.
+    dataset = tf.data.Dataset.from_tensor_slices((tuple(x),) if isinstance(x, list) else x).batch(batch_size)
+    np.testing.assert_allclose(task.predict(dataset, verbose=0), logits, atol=1e-5)
+    run_saving_test(task, x, tmp_path)
+    return task
+
+
+def run_preset_test(cls, preset, init_kwargs, expected_output_shape, input_data=None):
+    """The shared preset test (as keras-hub's ``run_preset_test``): ``cls.from_preset`` refuses an unknown
+    name and builds ``preset`` with ``init_kwargs`` (the tiny overrides of tests/models/tiny_presets.py, and
+    ``num_classes`` for a task); its output has the expected shape(s) and is finite; the ``get_config`` round
+    trip rebuilds the same model. ``input_data`` defaults to a normal random batch of the model's input shape.
+    Returns ``(model, revived, input_data, output)``: ``revived`` is the model rebuilt from its config."""
+    with pytest.raises(ValueError, match="clowntown"):
+        cls.from_preset("clowntown", **init_kwargs)
+    model = cls.from_preset(preset, **init_kwargs)
+    expected = _expected_shapes(expected_output_shape)
+    if input_data is None:
+        rng = np.random.default_rng(0)
+        inputs = [rng.normal(size=(expected[0][0], *t.shape[1:])).astype("float32") for t in model.inputs]
+        input_data = inputs[0] if len(inputs) == 1 else inputs
+    output = model(input_data, training=False)
+    assert _shapes(output) == expected
+    assert all(np.all(np.isfinite(np.asarray(o))) for o in keras.tree.flatten(output))
+    revived = run_serialization_test(model)
+    assert [(w.path, tuple(w.shape)) for w in revived.weights] == [(w.path, tuple(w.shape)) for w in model.weights]
+    return model, revived, input_data, output

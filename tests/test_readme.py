@@ -21,6 +21,7 @@ def readme_commands():
         joined = re.sub(r"\\\n\s*", " ", block)  # line continuations
         for line in joined.splitlines():
             line = line.split(" #")[0].strip()
+            line = re.sub(r"^([A-Z_][A-Z0-9_]*=\S+\s+)+", "", line)  # environment variables (TF_CONFIG=...)
             if line and not line.startswith("#"):
                 commands.append(line)
     return commands

@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
+from models.tiny_presets import TINY_R2PLUS1D
+
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"num_frames": 8, "image_size": 32, "stage_blocks": [1, 1, 1, 1], "stage_filters": [8, 8, 16, 16],
-        "stem_filters": [6, 8]}
+TINY = TINY_R2PLUS1D
 TIMEOUT = 600
 
 

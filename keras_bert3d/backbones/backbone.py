@@ -1,7 +1,16 @@
 """The small base every backbone builds on: a functional model with named stage outputs."""
 import keras
 
-from keras_bert3d.backbones.preset_listing import PresetListing
+from keras_bert3d.presets import preset_io
+from keras_bert3d.presets.overrides import route_overrides
+from keras_bert3d.presets.registry import PresetListing, backbone_class, get_preset
+from keras_bert3d.validation import check_choice
+
+# The feature-reduction blocks of the paper (REFERENCE.md 1.3) and SlowFast's BERT fusions: what the backbones
+# take as ``feature_reduction`` and ``fusion`` (and VideoClassifier as ``fusion``).
+FEATURE_REDUCTIONS = (None, "frmb", "frab")
+FUSIONS = (None, "early", "late")
+IN_CHANNELS = (3, 2)  # RGB, flow
 
 
 @keras.saving.register_keras_serializable(package="keras_bert3d")
@@ -42,23 +51,21 @@ class Backbone(keras.Model):
 
     @classmethod
     def from_preset(cls, preset, load_weights=True, **overrides):
-        """A preset name (its backbone, initialised) or a folder from ``save_to_preset`` (with weights)."""
-        from keras_bert3d.models import preset_io
-        from keras_bert3d.models.builder import resolve_preset
-
+        """A preset name (its backbone, initialised) or a folder from ``save_to_preset`` (with weights);
+        ``overrides`` change the backbone's arguments."""
         if preset_io.is_preset_folder(preset):
             backbone = preset_io.load_backbone_preset(preset, load_weights, **overrides)
         else:
-            backbone_cls, config, _ = resolve_preset(preset, **overrides)
-            backbone = backbone_cls(**config, name="backbone")
+            config = get_preset(preset)["backbone"]
+            backbone_cls = backbone_class(config["class"])
+            config["config"].update(route_overrides(overrides, backbone_cls, source=preset)[0])
+            backbone = backbone_cls(**config["config"], name="backbone")
         if not isinstance(backbone, cls):
             raise ValueError(f"{preset} holds a {type(backbone).__name__}, not a {cls.__name__}")
         return backbone
 
     def save_to_preset(self, preset_dir):
         """config.json, model.weights.h5 and metadata.json in keras-hub's layout."""
-        from keras_bert3d.models import preset_io
-
         preset_io.save_backbone_preset(self, preset_dir)
 
     @property
@@ -72,8 +79,7 @@ class Backbone(keras.Model):
 
 def clip_input(num_frames, image_size, in_channels, name="clip"):
     """The channels-last clip input every backbone takes; ``None`` sizes are dynamic."""
-    if in_channels not in (2, 3):
-        raise ValueError(f"`in_channels` must be 3 (RGB) or 2 (flow); received in_channels={in_channels!r}")
+    check_choice("in_channels", in_channels, IN_CHANNELS)  # 3: RGB, 2: flow
     size = None if image_size is None else int(image_size)
     frames = None if num_frames is None else int(num_frames)
     return keras.Input(shape=(frames, size, size, in_channels), name=name)

@@ -1,10 +1,13 @@
 """I3DBackbone: the Inception-v1 I3D feature extractor of the reference (piergiaj/pytorch-i3d)."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.backbones.backbone import FEATURE_REDUCTIONS, Backbone, clip_input
+from keras_bert3d.backbones.i3d_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.inception_module import BRANCH_NAMES, InceptionModule
 from keras_bert3d.layers.unit3d import Unit3D
-from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints, remat_stages
+from keras_bert3d.presets.registry import register_presets
+from keras_bert3d.validation import (check_bn_args, check_choice, check_divisible, check_positive_int,
+                                     check_positive_ints, remat_stages)
 
 # The 16 end-points in order; end-point k is `features.<k>` in the reference state dict.
 ENDPOINTS = (
@@ -36,7 +39,6 @@ REFERENCE_MIXED_FILTERS = (
     (256, 160, 320, 32, 128, 128),
     (384, 192, 384, 48, 128, 128),
 )
-FEATURE_REDUCTIONS = (None, "frmb", "frab")
 # Named groups of end-points for `stage_outputs` (each stage ends at the named end-point).
 STAGES = {"stem": "maxpool3d_3a", "stage1": "mixed_3c", "stage2": "mixed_4f", "stage3": "mixed_5c"}
 
@@ -48,27 +50,22 @@ def reduction_branch_filters(reduction_dim):
     3:3:1:1 of ``reduction_dim``, the b1 bottleneck half of its branch, the b2 bottleneck
     3/64 of ``reduction_dim``. Other widths (tiny test configs) keep these ratios.
     """
-    if isinstance(reduction_dim, bool) or not isinstance(reduction_dim, int) or reduction_dim < 8 \
-            or reduction_dim % 8:
-        raise ValueError("`reduction_dim` must be a positive multiple of 8; "
-                         f"received reduction_dim={reduction_dim!r}")
+    check_divisible("reduction_dim", check_positive_int("reduction_dim", reduction_dim), 8)
     eighth = reduction_dim // 8
     return [3 * eighth, max(1, 3 * reduction_dim // 16), 3 * eighth,
             max(1, round(3 * reduction_dim / 64)), eighth, eighth]
 
 
 def _check_filters(stem_filters, mixed_filters):
-    stem = list(REFERENCE_STEM_FILTERS if stem_filters is None else stem_filters)
-    if len(stem) != len(CONV_UNITS):
-        raise ValueError("`stem_filters` must be 3 ints (Conv3d_1a, Conv3d_2b, Conv3d_2c); "
-                         f"received stem_filters={stem_filters!r}")
-    check_positive_ints("stem_filters", stem)
+    # Conv3d_1a, Conv3d_2b, Conv3d_2c
+    stem = check_positive_ints("stem_filters", REFERENCE_STEM_FILTERS if stem_filters is None else stem_filters,
+                               len(CONV_UNITS))
     mixed = [list(m) for m in (REFERENCE_MIXED_FILTERS if mixed_filters is None else mixed_filters)]
     if len(mixed) != len(MIXED) or any(len(m) != len(BRANCH_NAMES) for m in mixed):
         raise ValueError(f"`mixed_filters` must be {len(MIXED)} lists of 6 ints (Mixed_3b ... Mixed_5c); "
                          f"received mixed_filters={mixed_filters!r}")
     for m in mixed:
-        check_positive_ints("mixed_filters", m)
+        check_positive_ints("mixed_filters", m, len(BRANCH_NAMES))
     return stem, mixed
 
 
@@ -153,7 +150,6 @@ class I3DBackbone(Backbone):
         }
 
 
-from keras_bert3d.backbones.i3d_presets import backbone_presets, reference_params_51  # noqa: E402
-from keras_bert3d.presets import register_presets  # noqa: E402
 
+# The family's one registration: its presets with its class (keras-hub's `register_presets`).
 register_presets(backbone_presets, I3DBackbone, reference_params_51)

@@ -1,5 +1,5 @@
 """I3D presets (the reference's ``*_I3D64f*``): data only, registered by i3d_backbone.py."""
-from keras_bert3d.presets import LARGE, make_preset
+from keras_bert3d.presets.registry import LARGE, make_preset
 
 RGB = {"scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
 FLOW = {"scale": 1 / 255, "mean": [0.5, 0.5], "std": [0.5, 0.5]}
@@ -11,8 +11,7 @@ def _i3d(modality, reduction=None, pooling="bert"):
         classifier = {"pooling": "tgap", "dropout": 0.7 if modality == "flow" else 0.8}
     else:
         classifier = {"pooling": "bert", "dropout": 0.8, "l2_normalize_tokens": True, "bert_initializer": "bert2"}
-    return make_preset("I3DBackbone", {"feature_reduction": reduction}, classifier, 64, LARGE, norm, modality,
-                       "adamw" if pooling == "bert" else "sgd")
+    return make_preset("I3DBackbone", {"feature_reduction": reduction}, classifier, 64, LARGE, norm, modality)
 
 
 backbone_presets = {

@@ -2,10 +2,12 @@
 import keras
 
 from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.backbones.r2plus1d_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.conv2plus1d import Conv2Plus1D, conv_initializer
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
-from keras_bert3d.validation import check_bn_args, check_choice, check_positive_ints, remat_stages
+from keras_bert3d.presets.registry import register_presets
+from keras_bert3d.validation import check_bn_args, check_bool, check_choice, check_positive_ints, remat_stages
 
 # Blocks per stage of the torchvision VideoResNet depths.
 DEPTH_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -60,8 +62,7 @@ class R2Plus1DBackbone(Backbone):
         blocks_per_stage = list(DEPTH_BLOCKS[depth]) if stage_blocks is None else stage_blocks
         stage_filters = check_positive_ints("stage_filters", stage_filters, len(STAGE_STRIDES))
         stem_filters = check_positive_ints("stem_filters", stem_filters, 2)
-        if not isinstance(caffe2_mid, bool):
-            raise ValueError(f"`caffe2_mid` must be True or False; received caffe2_mid={caffe2_mid!r}")
+        check_bool("caffe2_mid", caffe2_mid)
         if feature_reduction is not None:
             raise ValueError(
                 "R(2+1)D has no feature-reduction block in the reference (its output already has "
@@ -114,7 +115,6 @@ class R2Plus1DBackbone(Backbone):
         }
 
 
-from keras_bert3d.backbones.r2plus1d_presets import backbone_presets, reference_params_51  # noqa: E402
-from keras_bert3d.presets import register_presets  # noqa: E402
 
+# The family's one registration: its presets with its class (keras-hub's `register_presets`).
 register_presets(backbone_presets, R2Plus1DBackbone, reference_params_51)

@@ -1,12 +1,12 @@
 """R(2+1)D presets (the reference's ``rgb_r2plus1d_*``): data only, registered by r2plus1d_backbone.py."""
-from keras_bert3d.presets import SMALL, make_preset
+from keras_bert3d.presets.registry import SMALL, make_preset
 
 RGB = {"scale": 1 / 255, "mean": [0.43216, 0.394666, 0.37645], "std": [0.22803, 0.22145, 0.216989]}
 
 
 def _r2plus1d(frames, pooling):
     return make_preset("R2Plus1DBackbone", {"depth": 34}, {"pooling": pooling, "dropout": 0.8},
-                       frames, SMALL, RGB, "rgb", "adamw" if pooling == "bert" else "sgd")
+                       frames, SMALL, RGB, "rgb")
 
 
 backbone_presets = {

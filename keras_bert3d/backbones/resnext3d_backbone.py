@@ -1,14 +1,15 @@
 """ResNeXt3DBackbone: Kensho Hara's 3D ResNeXt-101 (32 groups) with the paper's FRMB/FRAB."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.backbones.backbone import FEATURE_REDUCTIONS, Backbone, clip_input
+from keras_bert3d.backbones.resnext3d_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
+from keras_bert3d.presets.registry import register_presets
 from keras_bert3d.validation import (check_bn_args, check_choice, check_positive_int, check_positive_ints,
                                      remat_stages)
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-FEATURE_REDUCTIONS = (None, "frmb", "frab")
 STEM_KERNEL = 7
 STEM_STRIDES = (1, 2, 2)
 POOL_SIZE = 3
@@ -136,7 +137,6 @@ class ResNeXt3DBackbone(Backbone):
         }
 
 
-from keras_bert3d.backbones.resnext3d_presets import backbone_presets, reference_params_51  # noqa: E402
-from keras_bert3d.presets import register_presets  # noqa: E402
 
+# The family's one registration: its presets with its class (keras-hub's `register_presets`).
 register_presets(backbone_presets, ResNeXt3DBackbone, reference_params_51)

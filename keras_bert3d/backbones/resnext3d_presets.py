@@ -1,6 +1,6 @@
 """ResNeXt-101-3D presets (the reference's ``*_resneXt3D64f101*``): data only, registered by
 resnext3d_backbone.py."""
-from keras_bert3d.presets import SMALL, make_preset
+from keras_bert3d.presets.registry import SMALL, make_preset
 
 RGB = {"scale": 1.0, "mean": [114.7748, 107.7354, 99.4750], "std": [1.0, 1.0, 1.0]}
 FLOW = {"scale": 1.0, "mean": [127.5, 127.5], "std": [1.0, 1.0]}

@@ -1,12 +1,15 @@
 """SlowFastBackbone: SlowFast-R50 8x8 (PySlowFast SLOWFAST_8x8_R50) with the paper's FRMB/FRAB blocks."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone, clip_input
+from keras_bert3d.backbones.backbone import FEATURE_REDUCTIONS, FUSIONS, Backbone, clip_input
+from keras_bert3d.backbones.slowfast_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
 from keras_bert3d.layers.temporal_subsample import TemporalSubsample
-from keras_bert3d.validation import check_choice, check_positive_int, remat_stages
+from keras_bert3d.presets.registry import register_presets
+from keras_bert3d.validation import (check_choice, check_divisible, check_positive_int, check_positive_ints,
+                                     remat_stages)
 
 STAGE_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 # Per res stage s2..s5 (SLOWFAST_8x8_R50.yaml): temporal kernel of conv a, spatial stride of conv b.
@@ -17,8 +20,6 @@ SPATIAL_STRIDES = (1, 2, 2, 2)
 SLOW_STEM_KERNEL = (1, 7, 7)
 FAST_STEM_KERNEL = (5, 7, 7)
 BOTTLENECK_EXPANSION = 4
-FEATURE_REDUCTIONS = (None, "frmb", "frab")
-FUSIONS = (None, "early", "late")
 
 
 def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum, dtype):
@@ -92,27 +93,18 @@ class SlowFastBackbone(Backbone):
         if stage_blocks is None:
             blocks = STAGE_BLOCKS[depth]
         else:
-            if not isinstance(stage_blocks, (list, tuple)) or len(stage_blocks) != 4 or any(
-                    isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in stage_blocks):
-                raise ValueError("`stage_blocks` must be 4 positive ints (s2..s5); "
-                                 f"received stage_blocks={stage_blocks!r}")
-            blocks = tuple(stage_blocks)
+            blocks = tuple(check_positive_ints("stage_blocks", stage_blocks, 4))  # s2..s5
         for arg, value in (("slow_width", slow_width), ("beta_inv", beta_inv),
                            ("fusion_ratio", fusion_ratio), ("fusion_kernel", fusion_kernel),
                            ("slow_stride", slow_stride), ("fast_stride", fast_stride),
                            ("reduction_dim", reduction_dim), ("fast_reduction_dim", fast_reduction_dim)):
             check_positive_int(arg, value)
-        if slow_width % beta_inv:
-            raise ValueError(f"`slow_width` must be divisible by `beta_inv`; received "
-                             f"slow_width={slow_width!r}, beta_inv={beta_inv!r}")
-        if slow_stride % fast_stride:
-            raise ValueError(f"`slow_stride` must be a multiple of `fast_stride`; received "
-                             f"slow_stride={slow_stride!r}, fast_stride={fast_stride!r}")
+        check_divisible("slow_width", slow_width, beta_inv, "beta_inv")
+        check_divisible("slow_stride", slow_stride, fast_stride, "fast_stride")
         if fusion_kernel % 2 == 0:
             raise ValueError(f"`fusion_kernel` must be odd; received fusion_kernel={fusion_kernel!r}")
         for arg, value in (("reduction_dim", reduction_dim), ("fast_reduction_dim", fast_reduction_dim)):
-            if value % 2:
-                raise ValueError(f"`{arg}` must be even (mid width = {arg} / 2); received {arg}={value!r}")
+            check_divisible(arg, value, 2, why=f" (mid width = {arg} / 2)")
         check_choice("feature_reduction", feature_reduction, FEATURE_REDUCTIONS)
         check_choice("fusion", fusion, FUSIONS)
         if feature_reduction is not None and fusion is None:
@@ -181,7 +173,6 @@ class SlowFastBackbone(Backbone):
         self.stage_blocks = blocks
 
 
-from keras_bert3d.backbones.slowfast_presets import backbone_presets, reference_params_51  # noqa: E402
-from keras_bert3d.presets import register_presets  # noqa: E402
 
+# The family's one registration: its presets with its class (keras-hub's `register_presets`).
 register_presets(backbone_presets, SlowFastBackbone, reference_params_51)

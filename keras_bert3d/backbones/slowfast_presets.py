@@ -1,6 +1,6 @@
 """SlowFast-R50 presets (the reference's ``rgb_slowfast64f_50*``): data only, registered by
 slowfast_backbone.py."""
-from keras_bert3d.presets import LARGE, make_preset
+from keras_bert3d.presets.registry import LARGE, make_preset
 
 RGB = {"scale": 1 / 255, "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225]}
 
@@ -8,7 +8,7 @@ RGB = {"scale": 1 / 255, "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225
 def _slowfast(reduction=None, fusion=None):
     classifier = {"pooling": "tgap" if fusion is None else "bert", "dropout": 0.8}  # fusion: the backbone's
     return make_preset("SlowFastBackbone", {"depth": 50, "feature_reduction": reduction, "fusion": fusion},
-                       classifier, 64, LARGE, RGB, "rgb", "sgd" if fusion is None else "adamw")
+                       classifier, 64, LARGE, RGB, "rgb")
 
 
 backbone_presets = {

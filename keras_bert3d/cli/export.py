@@ -1,5 +1,6 @@
 """`bert3d export`: a trained .keras model -> a TF Serving SavedModel (and optionally ONNX / LiteRT files)."""
 import os
+import shlex
 
 DEFAULT_ROOT = "saved_models"
 
@@ -16,6 +17,18 @@ def add_arguments(parser):
     parser.add_argument("--litert", metavar="PATH", help="also write predict_normalized as LiteRT (.tflite)")
     parser.add_argument("--models-config", action="store_true",
                         help="(re)write models.config for every export next to this one (TF Serving)")
+
+
+def docker_command(folder, model_name=None, config_file=None):
+    """The ``docker run`` line serving ``folder`` (one model's versions, or with ``config_file`` a folder of
+    models), every argument shell-quoted: a path or model name with spaces or ``$(...)`` stays one word."""
+    if config_file is not None:
+        words = ["-p", "8500:8500", "-p", "8501:8501", "-v", f"{folder}:/models", "tensorflow/serving",
+                 f"--model_config_file=/models/{config_file}"]
+    else:
+        words = ["-p", "8501:8501", "-v", f"{folder}:/models/{model_name}", "-e", f"MODEL_NAME={model_name}",
+                 "tensorflow/serving"]
+    return shlex.join(["docker", "run", "--rm", *words])
 
 
 def run(args):
@@ -47,8 +60,6 @@ def run(args):
         root = os.path.dirname(os.path.abspath(output))
         config = write_models_config(os.path.join(root, CONFIG_NAME), config_for_exports(root))
         print(f"wrote {config}")
-        print(f"serve: docker run --rm -p 8500:8500 -p 8501:8501 -v \"{root}:/models\" tensorflow/serving "
-              f"--model_config_file=/models/{CONFIG_NAME}")
+        print("serve: " + docker_command(root, config_file=CONFIG_NAME))
     else:
-        print(f"serve: docker run --rm -p 8501:8501 -v \"{os.path.abspath(output)}:/models/{model.name}\" "
-              f"-e MODEL_NAME={model.name} tensorflow/serving")
+        print("serve: " + docker_command(os.path.abspath(output), model_name=model.name))

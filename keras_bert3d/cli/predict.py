@@ -2,7 +2,8 @@
 
 ``--model`` is a ``.keras`` model (needed for ``--explain``), a SavedModel (``<dir>/<version>/``, or the
 ``<dir>`` of versions: the highest is used), or a served model: ``http://HOST:8501/v1/models/NAME[/versions/N]``
-(TF Serving REST) or ``grpc://HOST:8500/NAME[/N]``. The clips of the video are classified in batches and
+(TF Serving REST) or ``grpc://HOST:8500/NAME[/N]``; a legacy ``.h5`` model file only with ``--unsafe-legacy-h5``
+(it can run code when loaded). The clips of the video are classified in batches and
 their logits averaged (the reference's multi-clip test, REFERENCE.md 5.12); a progress bar counts the clips
 when the video needs more than one batch.
 
@@ -21,6 +22,9 @@ def add_arguments(parser):
     parser.add_argument("video", help="a video file (anything FFmpeg decodes)")
     parser.add_argument("--model", required=True,
                         help="MODEL.keras, a SavedModel dir, http://HOST:8501/v1/models/NAME or grpc://HOST:8500/NAME")
+    parser.add_argument("--unsafe-legacy-h5", action="store_true",
+                        help="UNSAFE: accept a legacy .h5 model file (it can run code when loaded; Keras' HDF5 "
+                             "loader has had safe_mode bypasses). Only for a file from someone you trust")
     parser.add_argument("--top", type=int, default=5, help="classes to print (default 5)")
     parser.add_argument("--clips", default="cover",
                         help="'cover' (the reference's non-overlapping clips, default), 'center', or K uniform clips")
@@ -71,7 +75,7 @@ def run(args):
         raise ValueError(f"--top and --batch-size must be >= 1; received {args.top} and {args.batch_size}")
     parse_clips(args.clips)  # a bad --clips fails before the model loads
     names = read_class_names(args.class_names) if args.class_names else None  # else the model's own
-    client = open_client(args.model, names, args.frame_size, args.frames)
+    client = open_client(args.model, names, args.frame_size, args.frames, args.unsafe_legacy_h5)
     _check_rgb(client, args.model)
     if args.timeline is not None:
         return run_timeline(args, client)

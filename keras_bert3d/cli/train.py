@@ -1,5 +1,6 @@
 """`bert3d train CONFIG [key=value ...]`: train with the reference recipe; the same command again resumes."""
 import argparse
+import sys
 
 EXAMPLES = """examples:
   bert3d train training/configs/synthetic_bert.yaml
@@ -7,7 +8,8 @@ EXAMPLES = """examples:
   bert3d train CONFIG train.epochs=10 model.overrides.num_heads=4 --strategy mirrored
 
 Outputs go to <output_dir>/<name>/ (config.yaml, best.keras, last.keras, history.csv, logs/, backup/);
-running the same command again resumes an interrupted run."""
+running the same command again resumes an interrupted run. A lock (train.lock) keeps a second process out
+of a run folder while a run trains in it."""
 
 
 def add_arguments(parser):
@@ -34,8 +36,14 @@ def run(args):
         print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
         return 0
     from keras_bert3d.cli.training_messages import show_training_messages
+    from keras_bert3d.training.run_lock import RunFolderLocked
+    from keras_bert3d.training.strategies import WorkerLostError
     from keras_bert3d.training.train import train
 
     show_training_messages()
-    train(config)
+    try:
+        train(config)
+    except (RunFolderLocked, WorkerLostError) as err:  # another process holds the run; a peer died: one line
+        print(f"bert3d train: error: {err}", file=sys.stderr, flush=True)
+        return 1
     return 0

@@ -12,6 +12,8 @@ logger = logging.getLogger("keras_bert3d.data")
 # (words in the reason, category); the first match wins. Reasons come from `VideoDecodeError.reason`
 # and from the frame-folder checks of the pipeline.
 _CATEGORIES = (
+    ("damaged tfrecord", "damaged TFRecord"),  # `dropped_records`: a shard cut or corrupt mid-file
+    ("corrupt frame", "corrupt frame data"),  # a JPEG that will not decode (TFRecord example or frame file)
     ("damaged or cut", "truncated"),  # broken mid-stream, too little left before the damage
     ("clip needs index", "too few frames"),
     ("too few frames", "too few frames"),

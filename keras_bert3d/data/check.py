@@ -9,6 +9,7 @@ import concurrent.futures
 import os
 
 from keras_bert3d.data import frame_folders
+from keras_bert3d.data.parallel import skipped_reason
 from keras_bert3d.data.records import VideoIndex, VideoRecord
 from keras_bert3d.data.video_container import is_video_file
 from keras_bert3d.data.video_reader import VideoDecodeError, count_decodable_frames, probe, read_frames
@@ -137,9 +138,19 @@ def check_one(record, min_frames=None, deep=False):
             return f"too short: has {num_frames} frames, fewer than min_frames={min_frames}"
     except VideoDecodeError as err:
         return err.reason
+    except MemoryError:
+        raise
     except Exception as err:  # anything else FFmpeg/PyAV raises on a broken file
         return f"cannot decode ({type(err).__name__}: {err})"
     return None
+
+
+def _checked(item, min_frames, deep):
+    """`check_one`, with anything else a frame folder's files raise (a permission error...) as the reason."""
+    try:
+        return check_one(item, min_frames, deep)
+    except Exception as err:  # MemoryError is raised again
+        return skipped_reason(err)
 
 
 def check_videos(paths_or_index, min_frames=None, workers=None, deep=False):
@@ -162,7 +173,7 @@ def check_videos(paths_or_index, min_frames=None, workers=None, deep=False):
     missing = list(paths_or_index.missing) if isinstance(paths_or_index, VideoIndex) else []
     workers = check_positive_int("workers", workers or os.cpu_count() or 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(pool.map(lambda item: check_one(item, min_frames, deep), items))
+        reasons = list(pool.map(lambda item: _checked(item, min_frames, deep), items))
     bad = [{"path": os.fspath(m), "reason": "missing (listed by the index, not on disk)"} for m in missing]
     for item, reason in zip(items, reasons):
         if reason is not None:

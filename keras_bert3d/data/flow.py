@@ -19,6 +19,7 @@ import shutil
 
 import numpy as np
 
+from keras_bert3d.atomic import atomic_write_text
 from keras_bert3d.data import check
 from keras_bert3d.data.jpeg_frames import video_chunks
 from keras_bert3d.data.parallel import ordered_map
@@ -146,8 +147,7 @@ def _write_split(out_dir, folders, labels, name, count_fn):
     lines = [f"{folder} {count_fn(folder)} {label}" for folder, label in zip(folders, labels)
              if label is not None and os.path.isdir(os.path.join(out_dir, folder))]
     if lines:
-        with open(os.path.join(out_dir, name), "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
+        atomic_write_text(os.path.join(out_dir, name), "\n".join(lines) + "\n")
 
 
 def extract_flow_dataset(root_or_index, out_dir, workers=None, bound=DEFAULT_BOUND, size=None, write_rgb=False,
@@ -180,7 +180,8 @@ def extract_flow_dataset(root_or_index, out_dir, workers=None, bound=DEFAULT_BOU
             for (path, _), folder in zip(videos, folders) if not os.path.isdir(os.path.join(out_dir, folder))]
     report = {"written": [], "skipped": [f for f in folders if os.path.isdir(os.path.join(out_dir, f))], "bad": []}
     # spawn, not fork: OpenCV's thread pool deadlocks in a child forked from a process that used it.
-    with ordered_map(_extract_task, max(1, min(workers, len(todo))), _worker_init, "spawn") as run, \
+    with ordered_map(_extract_task, max(1, min(workers, len(todo))), _worker_init, "spawn",
+                     skip_errors=True) as run, \
             Progress(len(todo), "flow", enabled=progress) as bar:
         for task, result in zip(todo, run(todo)):
             if "error" in result:

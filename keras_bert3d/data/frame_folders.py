@@ -51,12 +51,14 @@ def flow_extension(folder):
 
 def file_templates(folder, modality="rgb"):
     """printf-style path templates of the frame files, numbered from 1: ``(".../img_%05d.jpg",)``
-    for RGB, ``(".../flow_x_%05d<ext>", ".../flow_y_%05d<ext>")`` for flow."""
+    for RGB, ``(".../flow_x_%05d<ext>", ".../flow_y_%05d<ext>")`` for flow. A ``%`` in the folder's path is
+    escaped (``%%``), so ``template % number`` gives the file whatever the folder is called."""
     folder = _check_folder(folder)
+    escaped = folder.replace("%", "%%")
     if check_modality(modality) == "rgb":
-        return (os.path.join(folder, RGB_PREFIX + "%05d.jpg"),)
+        return (os.path.join(escaped, RGB_PREFIX + "%05d.jpg"),)
     ext = flow_extension(folder)
-    return tuple(os.path.join(folder, prefix + "%05d" + ext) for prefix in FLOW_PREFIXES)
+    return tuple(os.path.join(escaped, prefix + "%05d" + ext) for prefix in FLOW_PREFIXES)
 
 
 def count_frames(folder, modality="rgb"):

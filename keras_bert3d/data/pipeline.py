@@ -16,7 +16,8 @@ bad input (missing / empty / not a video / truncated / too few frames, a missing
 is skipped and counted in a `BadVideoCounter`, which `make_dataset` returns beside the dataset (report it
 each epoch with `keras_bert3d.training.bad_video_report.BadVideoReport`); ``strict=True`` raises instead
 (``tf.errors.InvalidArgumentError`` whose message names the file). A JPEG that is complete but undecodable
-is dropped by ``ignore_errors`` (logged, not counted).
+(in a frame folder or a TFRecord example) and the records lost to a damaged TFRecord shard are counted and named
+in the same counter (`keras_bert3d.data.dropped_records`).
 """
 import os
 import typing

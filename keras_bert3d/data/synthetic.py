@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+from keras_bert3d.atomic import atomic_open
 from keras_bert3d.validation import check_int_range
 
 COLOURS = (("Red", (230, 40, 40)), ("Green", (40, 210, 40)), ("Blue", (40, 80, 240)),
@@ -152,7 +153,7 @@ def render_video(order, rng, num_frames, size, event_frames, min_gap, margin, no
 
 
 def _write_lines(path, lines):
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         f.write("".join(line + "\r\n" for line in lines))
 
 
@@ -237,6 +238,6 @@ def write_synthetic_dataset(out_dir, num_classes=4, videos_per_class=10, num_fra
             "size": [width, height], "seed": seed, "formats": formats, "num_events": num_events,
             "event_frames": event_frames, "event_size": event_size, "min_gap": min_gap, "margin": margin, "fps": fps, "gop_size": gop_size,
             "class_names": class_names, "videos": videos}
-    with open(os.path.join(out_dir, "synthetic.json"), "w") as f:
+    with atomic_open(os.path.join(out_dir, "synthetic.json"), "w") as f:  # a truncated one would break `make demo`
         json.dump(info, f, indent=1)
     return info

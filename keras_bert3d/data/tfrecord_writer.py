@@ -221,7 +221,7 @@ def write_tfrecords(index, out_dir, num_shards=None, frame_size=None, jpeg_quali
     tasks = [(r.path, index.source, modality, frame_size, int(jpeg_quality)) for r in records]
 
     done = {}
-    with ordered_map(_encode_record, min(workers, len(records))) as run:
+    with ordered_map(_encode_record, min(workers, len(records)), skip_errors=True) as run:  # skip a PIL bomb too
         if manifest is not None:
             num_shards = manifest["num_shards"]
         elif num_shards is None:  # encode a first few videos, keep them, and size the shards from them

@@ -12,12 +12,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_bert3d.data import sampling, transforms
+from keras_bert3d.data.dropped_records import counted_map, read_shards
 from keras_bert3d.data.video_reader import VideoDecodeError, probe, read_frames
 
 TFRECORD_SHUFFLE_BUFFER = 256  # parsed examples (JPEG bytes) held for shuffling
 # A video that breaks mid-stream is used up to the damage when that part holds a clip and at least this share of
 # its frames (else skipped and counted): most of the labelled action is still there.
 DAMAGED_MIN_FRACTION = 0.5
+# Why `counted_map` dropped a video whose frames are all there but will not decode (reasons for `BadVideoCounter`).
+CORRUPT_RECORD = "corrupt frame data in its TFRecord example (a JPEG that will not decode)"
+CORRUPT_FRAME = "corrupt frame file (a JPEG that will not decode)"
 
 
 class FrameFileError(ValueError):
@@ -44,7 +48,7 @@ class ClipPlan:
         return sampling.eval_clips(num_frames, self.clip_len, self.clips_per_video, self.stride).reshape(-1)
 
     def skip(self, path, err, empty):
-        if self.strict:
+        if self.strict or isinstance(err, MemoryError):  # out of memory: the machine's problem, not the file's
             raise err
         self.counter.add(path, getattr(err, "reason", None) or f"cannot be read ({type(err).__name__}: {err})")
         return empty, False
@@ -120,18 +124,21 @@ def video_records(index, shuffle, seed, reshuffle):
     return dataset
 
 
-def _tfrecord_examples(pattern, modality, shuffle, seed, reshuffle):
+def _tfrecord_examples(pattern, modality, shuffle, seed, reshuffle, plan):
     from keras_bert3d.data import tfrecord
 
     files = tfrecord.list_shards(pattern)
     if tfrecord.shard_modality(files) != modality:
         raise ValueError(f"{files[0]} holds {tfrecord.shard_modality(files)} frames but the preprocessing is "
                          f"for {modality}")
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if shuffle:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
-    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), deterministic=True,
-                                 num_parallel_calls=tf.data.AUTOTUNE)
+    if not plan.strict:  # a damaged shard's lost records are counted and named
+        dataset = read_shards(files, plan.counter, shuffle, seed, reshuffle)
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices(files)
+        if shuffle:
+            dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
+        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), deterministic=True,
+                                     num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=reshuffle)
     return dataset.map(lambda raw: tfrecord.parse_example(raw, modality), num_parallel_calls=tf.data.AUTOTUNE)
@@ -144,7 +151,7 @@ def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
     if source == "tfrecord":
         from keras_bert3d.data.tfrecord import decode_frames
 
-        examples = _tfrecord_examples(index, modality, shuffle, seed, reshuffle)
+        examples = _tfrecord_examples(index, modality, shuffle, seed, reshuffle, plan)
 
         def load(example, elem_seed):
             indices = tf.numpy_function(lambda n, s: plan.indices(int(n), s).astype(np.int32),
@@ -152,7 +159,11 @@ def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
             frames = transforms.resize(decode_frames(example, indices), frame_size)
             return frames, example["label"], elem_seed
 
-        return tf.data.Dataset.zip(examples, seeds).map(load, num_parallel_calls=calls, deterministic=deterministic)
+        examples = tf.data.Dataset.zip(examples, seeds)
+        if plan.strict:
+            return examples.map(load, num_parallel_calls=calls, deterministic=deterministic)
+        return counted_map(examples, load, lambda example, elem_seed: example["path"], CORRUPT_RECORD, plan.counter,
+                           calls, deterministic)
 
     records = video_records(index, shuffle, seed, reshuffle)
     reader = plan.video if source == "video" else plan.frames
@@ -172,4 +183,7 @@ def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
     dataset = tf.data.Dataset.zip(records, seeds).map(lambda r, s: locate(*r, s), num_parallel_calls=calls,
                                                       deterministic=deterministic)
     dataset = dataset.filter(lambda data, label, elem_seed, ok: tf.ensure_shape(ok, []))
-    return dataset.map(load, num_parallel_calls=calls, deterministic=deterministic)
+    if source == "video" or plan.strict:
+        return dataset.map(load, num_parallel_calls=calls, deterministic=deterministic)
+    return counted_map(dataset, load, lambda data, *_: tf.strings.regex_replace(data[0][0], r"[/\\][^/\\]*$", ""),
+                       CORRUPT_FRAME, plan.counter, calls, deterministic)

@@ -2,7 +2,7 @@
 import keras
 from keras import ops
 
-from keras_bert3d import backend
+import keras_bert3d.backend as backend
 from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.padding import conv_output_size, same_padding, symmetric_pad, triple
 from keras_bert3d.layers.recompute import block_call

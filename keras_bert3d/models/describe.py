@@ -1,15 +1,6 @@
 """A JSON-friendly description of a built VideoClassifier (what `bert3d models` prints)."""
-import math
-
 from keras_bert3d.layers.bert_pooling import BERTPooling
-
-BUFFERS = ("moving_mean", "moving_variance")
-
-
-def count_parameters(model):
-    """Parameters as PyTorch counts them: every weight except BatchNorm running statistics
-    (which Keras' ``count_params`` includes), whether trainable or frozen."""
-    return sum(math.prod(w.shape) for w in model.weights if not w.path.endswith(BUFFERS))
+from keras_bert3d.presets.registry import count_parameters  # noqa: F401  (PyTorch's count; bert3d models, demo)
 
 
 def describe(model, name=None):

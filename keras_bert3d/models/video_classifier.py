@@ -1,26 +1,26 @@
 """VideoClassifier: backbone + temporal pooling (BERT, TGAP or an ablation head) + dropout + linear."""
 import keras
 
-from keras_bert3d.backbones.backbone import Backbone
+from keras_bert3d.backbones.backbone import FUSIONS, Backbone
 from keras_bert3d.layers.bert_pooling import BERTPooling
 from keras_bert3d.layers.channel_major_flatten import ChannelMajorFlatten
 from keras_bert3d.layers.lstm_pooling import LSTMPooling
 from keras_bert3d.layers.non_local_block import NonLocalBlock
 from keras_bert3d.layers.temporal_tokens import TemporalTokens
-from keras_bert3d.backbones.preset_listing import PresetListing
+from keras_bert3d.models.preset_configs import build_preset
 from keras_bert3d.models.video_preprocessor import VideoPreprocessor
-from keras_bert3d.validation import check_choice, check_rate
+from keras_bert3d.presets import preset_io
+from keras_bert3d.presets.registry import PresetListing, reference_recipe
+from keras_bert3d.validation import check_choice, check_instance, check_positive_int, check_rate
 
 POOLINGS = ("bert", "tgap", "lstm", "concat", "nonlocal_concat")
-FUSIONS = (None, "early", "late")
 # compile()'s default recipe: "adamw" (two_stream_bert2.py) or "sgd" (two_stream2.py); None: by pooling.
 RECIPES = (None, "adamw", "sgd")
 
 
 def _preprocessor(preprocessor, preprocessing):
     """The one preprocessor from either argument (a dict builds one; both given must agree)."""
-    if preprocessor is not None and not isinstance(preprocessor, VideoPreprocessor):
-        raise ValueError(f"`preprocessor` must be a VideoPreprocessor; received {type(preprocessor).__name__}")
+    check_instance("preprocessor", preprocessor, VideoPreprocessor, optional=True)
     if preprocessing is None:
         return preprocessor
     built = VideoPreprocessor.from_preprocessing(preprocessing, name="preprocessor")
@@ -82,10 +82,8 @@ class VideoClassifier(keras.Model):
                  num_heads=8, num_layers=1, bert_dropout=0.1, mask_keep_prob=0.8, bert_norm="reference",
                  bert_initializer="bert5", lstm_hidden_dim=450, lstm_num_layers=2, head_hidden_dim=None,
                  dropout=0.8, preprocessor=None, preprocessing=None, recipe=None, seed=None, **kwargs):
-        if not isinstance(backbone, Backbone):
-            raise ValueError(f"`backbone` must be a keras_bert3d Backbone; received {type(backbone).__name__}")
-        if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError(f"`num_classes` must be a positive int; received num_classes={num_classes!r}")
+        check_instance("backbone", backbone, Backbone, "a keras_bert3d Backbone")
+        check_positive_int("num_classes", num_classes)
         check_choice("pooling", pooling, POOLINGS)
         check_choice("fusion", fusion, FUSIONS)
         pathways = backbone.num_pathways
@@ -184,28 +182,23 @@ class VideoClassifier(keras.Model):
         """A preset name (`keras_bert3d.list_models()`; initialised weights, ``num_classes`` needed) or a folder
         written by `save_to_preset` (its weights; another ``num_classes`` gives a new head). ``overrides`` change
         any backbone or classifier argument, as in `build_model`."""
-        from keras_bert3d.models import preset_io
-        from keras_bert3d.models.builder import build_model
-
         if preset_io.is_preset_folder(preset):
-            return preset_io.load_preset(preset, num_classes, load_weights, **overrides)
+            return preset_io.load_task_preset(cls, preset, num_classes, load_weights, **overrides)
         if num_classes is None:
             raise ValueError(f"VideoClassifier.from_preset({preset!r}) needs num_classes= (a named preset has no "
                              "trained head); a folder written by save_to_preset has its own")
-        return build_model(preset, num_classes, **overrides)
+        return build_preset(preset, cls, num_classes, **overrides)
 
     def save_to_preset(self, preset_dir):
         """Write keras-hub's preset layout (config.json, model.weights.h5, task.json, task.weights.h5,
         preprocessor.json, metadata.json); `from_preset` reads it back with identical logits."""
-        from keras_bert3d.models import preset_io
-
-        preset_io.save_to_preset(self, preset_dir)
+        preset_io.save_task_preset(self, preset_dir)
 
     @property
     def recipe(self):
-        """The reference recipe ``compile()`` defaults to: the preset's, else "adamw" for BERT, "sgd" otherwise."""
-        recipe = self._classifier_config["recipe"]
-        return recipe or ("adamw" if self._classifier_config["pooling"] == "bert" else "sgd")
+        """The reference recipe ``compile()`` defaults to: the preset's, else `reference_recipe` of the pooling
+        ("adamw" for BERT, "sgd" otherwise)."""
+        return self._classifier_config["recipe"] or reference_recipe(self._classifier_config["pooling"])
 
     def compile(self, optimizer="auto", loss="auto", metrics="auto", **kwargs):
         """``keras.Model.compile`` with the reference recipe for every ``"auto"`` (as keras-hub's tasks):

@@ -105,7 +105,7 @@ def export_saved_model(model, export_dir, class_names=None, version=None, prepro
     """
     import keras
 
-    from keras_bert3d import backend
+    import keras_bert3d.backend as backend
 
     if backend.name() != "tensorflow":  # a SavedModel is TF graphs: JAX/PyTorch models export through TF
         return backend.call_on_tensorflow(

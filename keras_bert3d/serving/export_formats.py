@@ -4,12 +4,12 @@
 checks it with ``onnx.checker``; `export_litert` converts a SavedModel signature written by
 `export.export_saved_model` into a ``.tflite`` file, which `run_litert` runs.
 """
-import os
 import re
 
 import numpy as np
 import tensorflow as tf
 
+from keras_bert3d.atomic import atomic_path, atomic_write_bytes
 from keras_bert3d.serving.signatures import INPUT_KEY, NORMALIZED_SIGNATURE, SIGNATURES, read_metadata
 from keras_bert3d.validation import check_choice
 
@@ -21,27 +21,27 @@ def export_onnx(model, path, batch_size=1, opset=None):
     incompatible shapes, which the check refuses). Every family converts when traced on a CPU-only machine
     (ResNeXt's Bottleneck3D then convolves group by group); a Keras grouped ``Conv3D`` (compiled with XLA by
     Keras' TensorFlow backend, e.g. ResNeXt traced where a GPU is visible) leaves a TensorFlow function call
-    that ONNX lacks: refused too. Returns ``path``; a refused file is deleted."""
+    that ONNX lacks: refused too. Returns ``path``; a refused file is never written (keras_bert3d.atomic)."""
     import importlib.util
 
     if importlib.util.find_spec("tf2onnx") is None:  # what model.export(format="onnx") uses
         raise ImportError("ONNX export needs tf2onnx: pip install tf2onnx")
     import onnx
     spec = [tf.TensorSpec([batch_size, *model.input.shape[1:]], tf.float32, name=INPUT_KEY)]
-    model.export(path, format="onnx", input_signature=spec, opset_version=opset, verbose=False)
-    graph = onnx.load(path).graph
-    unknown = sorted({node.op_type for node in graph.node if not onnx.defs.has(node.op_type, node.domain)})
-    problem = f"tf2onnx left TensorFlow ops that ONNX lacks: {unknown} (grouped 3D convolutions compiled with " \
-              "XLA?)" if unknown else None
-    if problem is None:
-        try:
-            onnx.checker.check_model(path, full_check=True)
-        except Exception as err:  # ValidationError, InferenceError
-            problem = f"tf2onnx wrote an invalid model: {' '.join(str(err).split())[:300]}" + (
-                " (try batch_size=1)" if batch_size is None else "")
-    if problem:
-        os.remove(path)
-        raise ValueError(f"{model.name}: {problem}")
+    with atomic_path(path) as tmp:  # checked before it takes the name ``path``
+        model.export(tmp, format="onnx", input_signature=spec, opset_version=opset, verbose=False)
+        graph = onnx.load(tmp).graph
+        unknown = sorted({node.op_type for node in graph.node if not onnx.defs.has(node.op_type, node.domain)})
+        problem = f"tf2onnx left TensorFlow ops that ONNX lacks: {unknown} (grouped 3D convolutions compiled " \
+                  "with XLA?)" if unknown else None
+        if problem is None:
+            try:
+                onnx.checker.check_model(tmp, full_check=True)
+            except Exception as err:  # ValidationError, InferenceError
+                problem = f"tf2onnx wrote an invalid model: {' '.join(str(err).split())[:300]}" + (
+                    " (try batch_size=1)" if batch_size is None else "")
+        if problem:
+            raise ValueError(f"{model.name}: {problem}")
     return path
 
 
@@ -79,8 +79,7 @@ def export_litert(saved_model_path, path, signature=NORMALIZED_SIGNATURE, batch_
             raise
         raise ValueError(f"{meta['model']}: LiteRT has no builtin for {needed[0]}; pass select_tf_ops=True "
                          "(the file then needs the Flex delegate to run)") from None
-    with open(path, "wb") as f:
-        f.write(data)
+    atomic_write_bytes(path, data)
     return path
 
 

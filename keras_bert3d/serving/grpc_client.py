@@ -6,7 +6,10 @@ input name and the model's frame count (``clip_len``) are read once from ``GetMo
 import re
 
 from keras_bert3d.serving.signatures import SERVING_SIGNATURE
-from keras_bert3d.serving.video_client import ServingError, VideoClient, clip_len_from_shape, uint8_clips
+from keras_bert3d.serving.video_client import (METADATA_BYTES, ServingError, VideoClient, check_response_size,
+                                               clip_len_from_shape, response_limit, uint8_clips)
+
+REQUEST_MARGIN_BYTES = 2**20  # above a request's own size (`GrpcClient.channel_options`)
 from keras_bert3d.validation import check_not_both
 
 
@@ -16,6 +19,10 @@ class GrpcClient(VideoClient):
     Args:
         target: ``host:8500``; ``stub`` replaces the channel (anything with ``Predict`` / ``GetModelMetadata``).
         input_name: the signature's input; ``None`` reads it once from ``GetModelMetadata``.
+
+    The channel's message limits are what the model needs (`channel_options`): a request's size plus a margin
+    out, and `video_client.response_limit` in (the batch's scores); a larger answer is a `ServingError`, as is
+    a class index outside the answer's scores. A wider batch opens a wider channel.
     """
 
     def __init__(self, target, model_name, clip_len=None, version=None, label=None, signature_name=SERVING_SIGNATURE,
@@ -24,7 +31,7 @@ class GrpcClient(VideoClient):
         check_not_both("version", version, "label", label)
         self.target, self.model_name, self.version, self.label = target, model_name, version, label
         self.signature_name, self.input_name, self.timeout = signature_name, input_name, float(timeout)
-        self._stub = stub
+        self._stub, self._own_channel, self._limits = stub, stub is None, (0, 0)
 
     @classmethod
     def from_url(cls, model_url, clip_len=None, **kwargs):
@@ -35,16 +42,27 @@ class GrpcClient(VideoClient):
         target, name, version = match.groups()
         return cls(target, name, clip_len, version=None if version is None else int(version), **kwargs)
 
-    @property
-    def stub(self):
-        if self._stub is None:
+    @staticmethod
+    def channel_options(send_bytes, receive_bytes):
+        """gRPC channel options limiting messages to ``send_bytes`` out and ``receive_bytes`` in."""
+        return [("grpc.max_send_message_length", int(send_bytes)),
+                ("grpc.max_receive_message_length", int(receive_bytes))]
+
+    def _stub_for(self, send_bytes, receive_bytes):
+        """The stub, on a channel whose limits cover ``send_bytes`` / ``receive_bytes`` (opened when needed)."""
+        if self._own_channel and (self._stub is None or send_bytes > self._limits[0]
+                                  or receive_bytes > self._limits[1]):
             import grpc
             from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-            options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
-            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(
-                grpc.insecure_channel(self.target, options=options))
+            self._limits = (max(send_bytes, self._limits[0]), max(receive_bytes, self._limits[1]))
+            channel = grpc.insecure_channel(self.target, options=self.channel_options(*self._limits))
+            self._stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         return self._stub
+
+    @property
+    def stub(self):
+        return self._stub_for(REQUEST_MARGIN_BYTES, METADATA_BYTES)
 
     def _model_spec(self, spec):
         spec.name = self.model_name
@@ -115,4 +133,9 @@ class GrpcClient(VideoClient):
             raise
 
     def predict_clips(self, clips):
-        return self.parse_response(self._call(self.stub.Predict, self.build_request(clips)))
+        request = self.build_request(clips)
+        limit = response_limit(len(clips), len(self.class_names))
+        stub = self._stub_for(request.ByteSize() + REQUEST_MARGIN_BYTES, limit)
+        response = self._call(stub.Predict, request)
+        check_response_size(response.ByteSize(), limit, f"{self.target} {self.model_name}")
+        return self.parse_response(response)

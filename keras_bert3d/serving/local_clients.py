@@ -18,7 +18,8 @@ from keras_bert3d.serving.video_client import ServingError, VideoClient, softmax
 
 
 class SavedModelClient(VideoClient):
-    """An export's ``serving_default`` signature, loaded and called in this process (no server)."""
+    """An export's ``serving_default`` signature, loaded and called in this process (no server). A SavedModel
+    is code (a TensorFlow graph that runs as written): load only your own exports or trusted ones."""
 
     def __init__(self, export_dir, signature_name=SERVING_SIGNATURE, class_names=None):
         import tensorflow as tf

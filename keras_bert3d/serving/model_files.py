@@ -1,7 +1,8 @@
 """The files a trained model lives in: a ``.keras`` file with its class names, and ``<name>/<version>/`` exports.
 
 - `load_classifier`: a ``.keras`` file -> the model (uncompiled; keras_bert3d's classes registered first) and
-  its class names: given, or the ``class_names.json`` a training run writes beside ``best.keras``.
+  its class names: given, or the ``class_names.json`` a training run writes beside ``best.keras``. A legacy
+  ``.h5`` model file is refused unless asked for as unsafe (`check_not_legacy_h5`).
 - `read_class_names`: a JSON list or one name per line.
 - `version_numbers`: the integer sub-folders of an export folder (TF Serving's ``<base>/<version>/``), which
   `next_version` (a new export), `saved_model_dir` (the newest export) and `models_config.scan_exports` read.
@@ -12,6 +13,7 @@ import re
 import typing
 
 CLASS_NAMES_FILE = "class_names.json"
+LEGACY_SUFFIX = ".h5"  # a Keras 2 full-model file; refused unless asked for (`check_not_legacy_h5`)
 SAVED_MODEL_FILE = "saved_model.pb"
 
 
@@ -54,12 +56,28 @@ def _register_classes():
     import keras_bert3d.optimizers  # noqa: F401
 
 
-def load_classifier(path, class_names=None, suffixes=(".keras",)):
+def check_not_legacy_h5(path, unsafe_legacy_h5=False):
+    """Refuses a legacy ``.h5`` full-model file unless ``unsafe_legacy_h5``: Keras' HDF5 loader has had
+    ``safe_mode`` bypasses (CVE-2025-8747, CVE-2025-9905), so such a file can run code; ``.weights.h5`` files
+    (weights only) are not model files and never come here."""
+    if os.fspath(path).endswith(LEGACY_SUFFIX) and not unsafe_legacy_h5:
+        raise ValueError(f"{path}: a legacy .h5 model file can run code when loaded (Keras' HDF5 loader has had "
+                         "safe_mode bypasses); save it as .keras, or load it only if you trust its author with "
+                         "--unsafe-legacy-h5 (unsafe_legacy_h5=True)")
+
+
+def load_classifier(path, class_names=None, suffixes=(".keras",), unsafe_legacy_h5=False):
     """A saved model file -> `Classifier` (model, class names).
+
+    Loading a model file runs its author's choices: a ``.keras`` file is loaded with Keras' ``safe_mode`` (no
+    Lambda code), a legacy ``.h5`` file only with ``unsafe_legacy_h5=True`` (`check_not_legacy_h5`). A
+    SavedModel (`saved_model_dir`) is code, a TensorFlow graph that runs as written: load only your own.
 
     Args:
         path: a ``.keras`` file (``suffixes``: the endings accepted).
         class_names: a list of names; None: the run's ``class_names.json`` beside ``path``, if any.
+        unsafe_legacy_h5: accept a legacy ``.h5`` full-model file (when ``suffixes`` holds ``.h5``). Unsafe:
+            only for a file from someone you trust.
     """
     import keras
 
@@ -68,6 +86,7 @@ def load_classifier(path, class_names=None, suffixes=(".keras",)):
         raise FileNotFoundError(f"no model file {path}")
     if not path.endswith(tuple(suffixes)):
         raise ValueError(f"expected a .keras model file; received {path}")
+    check_not_legacy_h5(path, unsafe_legacy_h5)
     _register_classes()
     model = keras.saving.load_model(path, compile=False)
     return Classifier(model, list(class_names) if class_names is not None else class_names_beside(path))

@@ -16,7 +16,7 @@ from keras_bert3d.serving.video_client import VideoClient
 MODEL_FILE_SUFFIXES = (".keras", ".h5")
 
 
-def open_client(model, class_names=None, frame_size=None, clip_len=None):
+def open_client(model, class_names=None, frame_size=None, clip_len=None, unsafe_legacy_h5=False):
     """The client for ``model`` (see the module docstring).
 
     Args:
@@ -25,6 +25,9 @@ def open_client(model, class_names=None, frame_size=None, clip_len=None):
             ``.keras`` file.
         frame_size, clip_len: served models only: resize frames to ``[H, W]`` before sending; frames per clip
             when the served signature does not fix it.
+        unsafe_legacy_h5: accept a legacy ``.h5`` model file (`model_files.check_not_legacy_h5`): unsafe.
+
+    A SavedModel folder is code (a TensorFlow graph that runs as written): open only your own or a trusted one.
     """
     if isinstance(model, VideoClient):
         return model
@@ -42,4 +45,4 @@ def open_client(model, class_names=None, frame_size=None, clip_len=None):
         return SavedModelClient(saved_model_dir(model), class_names=class_names)
     if not model.endswith(MODEL_FILE_SUFFIXES):
         raise ValueError(f"--model {model}: expected a .keras file, a SavedModel dir or a server URL")
-    return KerasClient(*load_classifier(model, class_names, MODEL_FILE_SUFFIXES))
+    return KerasClient(*load_classifier(model, class_names, MODEL_FILE_SUFFIXES, unsafe_legacy_h5))

@@ -13,22 +13,36 @@ import urllib.request
 import numpy as np
 
 from keras_bert3d.serving.signatures import SERVING_SIGNATURE
-from keras_bert3d.serving.video_client import ServingError, VideoClient, clip_len_from_shape, uint8_clips
+from keras_bert3d.serving.video_client import (METADATA_BYTES, ServingError, VideoClient, check_response_size,
+                                               clip_len_from_shape, response_limit, uint8_clips)
 from keras_bert3d.validation import check_choice, check_not_both
 
 REQUEST_FORMATS = ("instances", "inputs")
 
 
-def _http(url, body, timeout):
-    """The default REST transport: a POST of ``body`` (a GET when None) with the stdlib; HTTP errors become
-    `ServingError` carrying the server's message."""
+ERROR_BYTES = 64 * 2**10  # of an HTTP error's body, for its message
+
+
+def _read_at_most(response, max_bytes, url):
+    """At most ``max_bytes`` of an HTTP response (its Content-Length checked first); more: a `ServingError`."""
+    length = response.headers.get("Content-Length", "")
+    if length.strip().isdigit():
+        check_response_size(int(length), max_bytes, url)
+    data = response.read(max_bytes + 1)
+    check_response_size(len(data), max_bytes, url)
+    return data
+
+
+def _http(url, body, timeout, max_bytes=METADATA_BYTES):
+    """The default REST transport: a POST of ``body`` (a GET when None) with the stdlib, reading at most
+    ``max_bytes`` of the answer; HTTP errors become `ServingError` carrying the server's message."""
     request = urllib.request.Request(url, data=body, method="GET" if body is None else "POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
+            return _read_at_most(response, max_bytes, url)
     except urllib.error.HTTPError as err:
-        detail = err.read().decode("utf-8", "replace")
+        detail = err.read(ERROR_BYTES).decode("utf-8", "replace")
         try:
             detail = json.loads(detail).get("error", detail)
         except (ValueError, AttributeError):
@@ -50,6 +64,10 @@ class RestClient(VideoClient):
         input_name: ``None`` (the signature's only input, unnamed in the body) or the input's name.
         transport: ``None`` (urllib) or ``transport(url, body_bytes, timeout) -> response bytes`` (``body``
             None: a GET, for the metadata).
+
+    An answer is read up to what the model's scores need (`video_client.response_limit`: the batch's clips
+    times the classes, ``class_names``' count but at least `video_client.MAX_CLASSES`, plus a margin); a longer one is a
+    `ServingError`, as is a class index outside the answer's scores.
     """
 
     def __init__(self, url, model_name, clip_len=None, version=None, label=None, signature_name=SERVING_SIGNATURE,
@@ -90,9 +108,18 @@ class RestClient(VideoClient):
     def predict_url(self):
         return self.model_url + ":predict"
 
+    def _send(self, url, body, max_bytes):
+        """The answer to ``body`` (None: a GET) at ``url``, at most ``max_bytes`` long (else a ServingError)."""
+        if self.transport is _http:
+            return _http(url, body, self.timeout, max_bytes)
+        response = self.transport(url, body, self.timeout)
+        if isinstance(response, (bytes, str)):
+            check_response_size(len(response), max_bytes, url)
+        return response
+
     def served_clip_len(self):
         url = self.model_url + "/metadata"
-        metadata = json.loads(self.transport(url, None, self.timeout))
+        metadata = json.loads(self._send(url, None, METADATA_BYTES))
         try:
             signature = metadata["metadata"]["signature_def"]["signature_def"][self.signature_name]
             inputs = signature["inputs"]
@@ -134,7 +161,8 @@ class RestClient(VideoClient):
 
     def predict_clips(self, clips):
         body = json.dumps(self.request_body(clips), separators=(",", ":")).encode("utf-8")
-        outputs = self.parse_response(self.transport(self.predict_url, body, self.timeout))
+        limit = response_limit(len(clips), len(self.class_names) or None)
+        outputs = self.parse_response(self._send(self.predict_url, body, limit))
         if set(outputs) == {"outputs"}:  # a single-output signature: take it as probabilities
             outputs = {"probabilities": outputs["outputs"]}
         return outputs

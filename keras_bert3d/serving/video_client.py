@@ -25,11 +25,35 @@ import numpy as np
 from keras_bert3d.data import sampling
 from keras_bert3d.data.video_reader import probe, read_frames
 from keras_bert3d.progress import Progress
-from keras_bert3d.serving.signatures import SCORE_KINDS
+from keras_bert3d.serving.signatures import OUTPUT_KEYS, SCORE_KINDS
 from keras_bert3d.validation import check_choice, check_positive_int
 
 AGGREGATIONS = ("logits", "probabilities")
 _TINY = np.finfo(np.float32).tiny
+# What a served model may answer (`response_limit`): at most MAX_CLASSES classes (a sane bound: Kinetics-700 is
+# the largest set here), each output value at most VALUE_BYTES as JSON text, plus a margin; metadata answers
+# at most METADATA_BYTES. A server that sends more is refused with a `ServingError`, not read into memory.
+MAX_CLASSES = 10_000
+VALUE_BYTES = 32
+CLIP_MARGIN_BYTES = 16 * 2**10  # per clip: top-k class names, keys, brackets
+RESPONSE_MARGIN_BYTES = 2**20
+METADATA_BYTES = 16 * 2**20
+
+
+def response_limit(num_clips, num_classes=None):
+    """The most bytes a predict answer for ``num_clips`` clips may take: every output (`OUTPUT_KEYS`) for
+    ``num_classes`` classes (the client's class names; at least `MAX_CLASSES`), `VALUE_BYTES` a value, plus
+    margins."""
+    classes = max(int(num_classes or 0), MAX_CLASSES)
+    per_clip = len(OUTPUT_KEYS) * classes * VALUE_BYTES + CLIP_MARGIN_BYTES
+    return RESPONSE_MARGIN_BYTES + max(int(num_clips), 1) * per_clip
+
+
+def check_response_size(size, limit, where):
+    """A `ServingError` when an answer of ``size`` bytes is over ``limit`` (`response_limit`)."""
+    if size > limit:
+        raise ServingError(f"{where}: the answer is over {limit} bytes (more than the model's scores need); "
+                           "refused")
 
 
 class ServingError(RuntimeError):
@@ -154,13 +178,18 @@ class VideoClient:
         """uint8 ``(B, T, H, W, 3)`` -> dict of numpy outputs, one row per clip."""
         raise NotImplementedError
 
-    def _learn_names(self, outputs):
-        """Fills the class names from a response's ``top_k_indices`` / ``top_k_classes``."""
+    def _learn_names(self, outputs, num_classes):
+        """Fills the class names from a response's ``top_k_indices`` / ``top_k_classes``; an index outside
+        the response's ``num_classes`` scores (or `MAX_CLASSES`) is a `ServingError`, never a longer list."""
         if "top_k_indices" not in outputs or "top_k_classes" not in outputs:
             return
+        bound = max(len(self.class_names), min(int(num_classes), MAX_CLASSES))
         for row_i, row_c in zip(np.asarray(outputs["top_k_indices"]), np.asarray(outputs["top_k_classes"])):
             for index, name in zip(row_i.tolist(), row_c.tolist()):
                 name = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+                if not isinstance(index, int) or not 0 <= index < bound:
+                    raise ServingError(f"the server answered class index {index!r}, outside the {bound} classes "
+                                       "of its scores")
                 if index >= len(self.class_names):
                     self.class_names += [""] * (index + 1 - len(self.class_names))
                 if not self.class_names[index]:
@@ -171,11 +200,12 @@ class VideoClient:
         ``kind`` output (default its logits, else its probabilities). Clients that see the model's
         attention (`KerasClient`) return it third when ``attention``."""
         outputs = self.predict_clips(clips)
-        self._learn_names(outputs)
         kind = kind or next((k for k in SCORE_KINDS if k in outputs), None)
         if kind not in outputs:
             raise ServingError(f"the response has no 'logits' or 'probabilities': {sorted(outputs)}")
-        return np.asarray(outputs[kind], np.float64).reshape(len(clips), -1), kind, None
+        scores = np.asarray(outputs[kind], np.float64).reshape(len(clips), -1)
+        self._learn_names(outputs, scores.shape[1])
+        return scores, kind, None
 
     def score_batches(self, batches, total, progress=None, attention=False):
         """Scores every batch of clips (an iterable of uint8 ``(b, T, H, W, 3)``; ``total`` clips in all)

@@ -5,15 +5,15 @@ uninterrupted run; the backup also keeps the state of the `keras_bert3d.training
 (plateau counters, best top-1, history). The custom multi-worker loop keeps its own backup (a
 ``tf.train.CheckpointManager``, keras_bert3d.training.distributed): every worker takes part in its saves.
 """
-import glob
 import json
 import os
+import re
 
 import keras
 import numpy as np
 
 from keras_bert3d.training import run_folder
-from keras_bert3d.training.run_folder import atomic_write_text
+from keras_bert3d.atomic import atomic_open, atomic_path, atomic_write_text
 
 
 class TrainingBackup(keras.callbacks.Callback):
@@ -26,7 +26,10 @@ class TrainingBackup(keras.callbacks.Callback):
     of the `StatefulCallback` s (plateau counters, best top-1, history). Files in ``backup_dir``:
     ``ckpt-<n>.weights.h5`` (model + optimiser), ``ckpt-<n>.extras.npz`` (seed and metric states) and
     ``state.json`` (epoch, step, callback states), which is replaced atomically after the other two are
-    written: a kill at any moment leaves a consistent backup.
+    written, and ``state.previous.json`` with the files of the backup before (so a ``state.json`` found
+    corrupt still leaves one to resume from). Every file is fsynced before its rename (keras_bert3d.atomic): a
+    kill or a power loss at any moment leaves a consistent backup. Old backups are removed by listing
+    ``backup_dir`` and matching exact ``ckpt-<n>`` names, never by a glob pattern built from a path.
 
     Checked bit-exact against uninterrupted runs with the default strategy (tests/training). Under a
     one-replica CPU ``MirroredStrategy`` a restored run continued but did not reproduce the uninterrupted
@@ -46,12 +49,23 @@ class TrainingBackup(keras.callbacks.Callback):
 
     @staticmethod
     def read(backup_dir):
-        """The ``state.json`` of ``backup_dir`` (None when there is no backup)."""
+        """The ``state.json`` of ``backup_dir`` (None when there is no backup). A file that cannot be read as a
+        backup state raises a ValueError naming it and the previous backup, if there is one."""
         path = os.path.join(backup_dir, run_folder.BACKUP_STATE)
         if not os.path.isfile(path):
             return None
-        with open(path) as f:
-            return json.load(f)
+        try:
+            with open(path) as f:
+                state = json.load(f)
+            if not isinstance(state, dict) or not _STATE_KEYS <= set(state):
+                raise ValueError(f"expected a JSON object with the keys {sorted(_STATE_KEYS)}")
+        except ValueError as error:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            previous = os.path.join(backup_dir, run_folder.BACKUP_PREVIOUS_STATE)
+            offer = (f"the previous backup is {previous}: copy it over {path} to resume from it, or delete "
+                     f"{backup_dir} to start over" if os.path.isfile(previous) else
+                     f"there is no previous backup: delete {backup_dir} to start over")
+            raise ValueError(f"the backup state {path} is corrupt ({error}); {offer}") from error
+        return state
 
     @property
     def resume_point(self):
@@ -115,17 +129,33 @@ class TrainingBackup(keras.callbacks.Callback):
         os.makedirs(self.backup_dir, exist_ok=True)
         number = (self.state["number"] + 1) if self.state else 1
         weights, extras = run_folder.backup_files(number)
-        self.model.save_weights(os.path.join(self.backup_dir, weights))
+        with atomic_path(os.path.join(self.backup_dir, weights)) as tmp:
+            self.model.save_weights(tmp)
         seeds, metrics = self._extra_variables()
         arrays = {f"seed_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(seeds)}
         arrays.update({f"metric_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(metrics)})
-        with open(os.path.join(self.backup_dir, extras), "wb") as f:
+        with atomic_open(os.path.join(self.backup_dir, extras), "wb") as f:
             np.savez(f, num_seeds=len(seeds), num_metrics=len(metrics), **arrays)
         state = {"epoch": epoch, "step": step, "number": number, "weights": weights, "extras": extras,
                  "callbacks": {name: cb.get_state() for name, cb in self.stateful.items()},
                  "extra": self.extra_state() if self.extra_state else {}}
+        keep = {number}
+        if self.state:  # kept as the previous backup, until the next save
+            keep.add(self.state["number"])
+            atomic_write_text(os.path.join(self.backup_dir, run_folder.BACKUP_PREVIOUS_STATE), json.dumps(self.state))
         atomic_write_text(os.path.join(self.backup_dir, run_folder.BACKUP_STATE), json.dumps(state))
         self.state, self._since_save = state, 0
-        for path in glob.glob(os.path.join(self.backup_dir, run_folder.BACKUP_FILES_GLOB)):
-            if os.path.basename(path) not in (weights, extras):
-                os.remove(path)
+        remove_backups(self.backup_dir, keep)
+
+
+_STATE_KEYS = frozenset(("epoch", "step", "number", "weights", "extras", "callbacks"))
+_BACKUP_FILE = re.compile(r"ckpt-(\d+)\.(weights\.h5|extras\.npz)")
+
+
+def remove_backups(backup_dir, keep):
+    """Removes the ``ckpt-<n>`` files of ``backup_dir`` whose number is not in ``keep``: the folder is listed
+    and each name matched whole (no glob pattern, so no character of the run's path can widen the match)."""
+    for name in os.listdir(backup_dir):
+        match = _BACKUP_FILE.fullmatch(name)
+        if match and int(match.group(1)) not in keep:
+            os.remove(os.path.join(backup_dir, name))

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 
 from keras_bert3d.training import run_folder
-from keras_bert3d.training.run_folder import save_model_atomic
+from keras_bert3d.atomic import atomic_open, save_model_atomic
 from keras_bert3d.validation import check_choice, check_open_unit
 
 
@@ -135,12 +135,10 @@ class HistoryCSV(StatefulCallback):
         row["learning_rate"] = float(keras.ops.convert_to_numpy(_inner(self.model.optimizer).learning_rate))
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         keys = list(dict.fromkeys(k for r in self.rows for k in r))
-        tmp = f"{self.path}.tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_open(self.path, "w", newline="") as f:
             writer = csv.DictWriter(f, keys)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
 
 class RunFolderCallbacks:

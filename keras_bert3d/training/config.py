@@ -15,7 +15,7 @@ Reading and writing config files (YAML/JSON plus ``key=value`` overrides) is ker
 import copy
 import json
 
-from keras_bert3d.validation import is_int, is_number
+from keras_bert3d.validation import check_file_name, is_int, is_number
 
 OPTIMIZERS = ("auto", "adamw", "sgd")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
@@ -73,7 +73,7 @@ DEFAULTS = {
 }
 
 DESCRIPTIONS = {
-    "name": "run name; outputs go to <output_dir>/<name>/",
+    "name": "run name (letters, digits, '.', '_', '-'); outputs go to <output_dir>/<name>/",
     "output_dir": "folder holding the runs",
     "model.preset": "a keras_bert3d preset name (bert3d models lists them)",
     "model.num_classes": "classes of the head; null: the training index's",
@@ -118,6 +118,16 @@ DESCRIPTIONS = {
 
 _REQUIRED = ("data.dataset", "data.root")
 
+# The `train` keys a resumed run may change (keras_bert3d.training.run_folder.check_resume): how long to train
+# (``epochs``, to extend a run), how often to back up, what to print, and execution choices that change at most
+# the rounding, as resuming on another machine would (``jit_compile``, ``deterministic``). Every other key
+# changes the run's numbers and is refused: the optimiser and its recipe (``optimizer``, ``learning_rate``,
+# ``weight_decay``, ``decay_norms_and_biases``, ``momentum``, ``dampening``), ``gradient_accumulation_steps``,
+# the plateau rule, ``seed``, ``steps_per_epoch`` (where epochs end), ``validation_steps`` (the plateau rule and
+# best.keras follow the validation), ``mixed_precision``, and ``strategy`` (which also picks the backup format).
+# Every key of the `model` and `data` sections is refused too.
+RESUMABLE_TRAIN_KEYS = ("epochs", "backup_freq", "verbose", "jit_compile", "deterministic")
+
 
 _SECTIONS = ("model", "data", "train")
 
@@ -151,7 +161,9 @@ def _check_value(key, value):
                                           "train.validation_steps")
     if value is None and nullable:
         return
-    if key in ("model.overrides",):
+    if key == "name":
+        check_file_name("name", value)
+    elif key in ("model.overrides",):
         if not isinstance(value, dict):
             _fail(key, value, "a mapping")
     elif key == "model.config":
@@ -230,6 +242,16 @@ def validate_config(config):
         raise ValueError("data.source='tfrecord' needs `data.tfrecord` (training shards); received "
                          "data.tfrecord=None")
     return merged
+
+
+def resume_conflicts(previous, config):
+    """The dotted keys of the `model`, `data` and `train` sections where ``config`` differs from ``previous``
+    (the config of the run whose backup would be resumed), but for `RESUMABLE_TRAIN_KEYS`: a list of
+    ``(key, previous value, new value)``."""
+    old, new = _flat({k: previous.get(k, {}) for k in _SECTIONS}), _flat({k: config[k] for k in _SECTIONS})
+    resumable = {f"train.{key}" for key in RESUMABLE_TRAIN_KEYS}
+    return [(key, old.get(key), new.get(key)) for key in dict.fromkeys([*old, *new])
+            if key not in resumable and old.get(key) != new.get(key)]
 
 
 def describe():

@@ -10,6 +10,7 @@ import re
 
 import yaml
 
+from keras_bert3d.atomic import atomic_open
 from keras_bert3d.training.config import validate_config
 
 
@@ -86,12 +87,9 @@ def load_config(path=None, overrides=()):
 def save_config(config, path):
     """Writes ``config`` as YAML (``.json``: JSON) atomically (temporary file + rename)."""
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_open(path, "w") as f:
         if path.endswith(".json"):
             json.dump(config, f, indent=2)
         else:
             yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
-    os.replace(tmp, path)
     return path

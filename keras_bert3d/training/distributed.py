@@ -42,7 +42,8 @@ Outputs in ``run_dir``: the run folder of `model.fit`, kept by the same callback
 writes them; the other workers keep only the plateau rule (every worker applies it alike) and write their
 checkpoints to a temporary folder that is removed right after, as TensorFlow's multi-worker guide requires.
 ``backup/`` is a tf.train.CheckpointManager of model, optimizer, counters, partial-epoch metrics and the
-callbacks' states (JSON), saved every ``checkpoint_every_steps`` updates and at each epoch end (under
+callbacks' states (JSON), saved every ``checkpoint_every_steps`` updates and at each epoch end as ``ckpt-<n>``
+(``n`` counts the saves, so no number repeats; the files are fsynced after each save) (under
 MultiWorkerMirroredStrategy every worker takes part in a save, which `TrainingBackup`'s single-process
 ``.weights.h5`` writes cannot); the next call with the same ``run_dir`` resumes from the latest.
 ``callbacks``: more Keras callbacks, driven with those (epoch and batch events; no test/predict events).
@@ -60,6 +61,11 @@ from ``run_dir/backup``: it must be on a file system they share (checked; a clea
 Hooks: ``step_end_fns``, callables ``(global_step, logs)`` after each update, and ``epoch_end_fns``,
 ``(epoch, logs)`` after each epoch, run on every worker (raising on one worker only leaves the others waiting
 in a collective: raise on all). The returned ``history`` is empty on non-chief workers.
+
+A lost worker: when a peer dies (killed, crashed, its host down), every other worker raises
+`keras_bert3d.training.strategies.WorkerLostError` within seconds (TensorFlow's heartbeats), one line naming
+the peer by its TF_CONFIG address and task index; starting all the workers again with the same command
+resumes from ``backup/``.
 """
 import json
 import os
@@ -68,13 +74,15 @@ import time
 import keras
 import tensorflow as tf
 
+from keras_bert3d.atomic import fsync_file, fsync_folder, save_model_atomic
 from keras_bert3d.training import run_folder
 from keras_bert3d.training.callbacks import RunFolderCallbacks
 from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
-from keras_bert3d.training.run_folder import save_model_atomic
-from keras_bert3d.training.strategies import worker_info
+from keras_bert3d.training.strategies import reports_lost_workers, worker_info
 from keras_bert3d.validation import check_int_at_least, check_open_unit
 
+
+@reports_lost_workers
 def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, epochs, run_dir, strategy=None,
                global_batch_size, steps_per_epoch=None, validation_steps=None, gradient_accumulation_steps=None,
                checkpoint_every_steps=None, max_checkpoints=2, plateau_patience=None, plateau_factor=0.1,
@@ -147,8 +155,13 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
         if sync:
             loop.sync()
         state["callback_states"].assign(json.dumps({k: cb.get_state() for k, cb in folder.stateful.items()}))
-        manager.save(checkpoint_number=int(state["global_step"].numpy()))
-        if not chief:
+        # Numbered by the checkpoint's own save counter (restored with it), never by the update count: the last
+        # update of an epoch is saved twice (after the update, then at the epoch end) and each save needs its own
+        # files (a second save under the same number rewrote the files `checkpoint` pointed to).
+        path = manager.save()
+        if chief:
+            _fsync_checkpoint(path)
+        else:
             tf.io.gfile.rmtree(os.path.dirname(write_dir))
 
     total_bad = 0
@@ -218,3 +231,15 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
             "best_val_top1": best.best if best and val_ds_fn is not None else None,
             "epochs_run": int(state["epoch"].numpy()), "global_step": int(state["global_step"].numpy()),
             "resumed_from": resumed, "bad_videos": total_bad, "is_chief": chief}
+
+
+def _fsync_checkpoint(prefix):
+    """Flushes the files of the checkpoint ``prefix`` (``.index``, ``.data-*``), the ``checkpoint`` index and
+    their folder to disk (local folders; TensorFlow's other file systems keep their own rules)."""
+    folder, base = os.path.split(prefix)
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if name.startswith(f"{base}.") or name == run_folder.BACKUP_CHECKPOINT:
+            fsync_file(os.path.join(folder, name))
+    fsync_folder(folder)

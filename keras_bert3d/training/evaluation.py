@@ -20,6 +20,7 @@ import os
 
 import numpy as np
 
+from keras_bert3d.atomic import atomic_open, atomic_path
 from keras_bert3d.training import run_folder
 
 TOP_K = (1, 5)
@@ -181,7 +182,7 @@ def write_per_class_csv(path, rows):
     """Writes `per_class_rows` to ``path`` (header + one line per class)."""
     if not rows:
         raise ValueError("no rows to write")
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
@@ -224,7 +225,8 @@ def plot_confusion_matrix(confusion, class_names, path, normalize=True, title=No
     figure.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    figure.savefig(path, format="png")
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
 
 
 def write_report(output_dir, logits, labels, class_names, keys=None, views=None, extra=None, title=None):
@@ -233,16 +235,17 @@ def write_report(output_dir, logits, labels, class_names, keys=None, views=None,
     os.makedirs(output_dir, exist_ok=True)
     metrics = compute_metrics(logits, labels)
     metrics.update(extra or {})
-    with open(os.path.join(output_dir, run_folder.METRICS), "w", encoding="utf-8") as f:
+    with atomic_open(os.path.join(output_dir, run_folder.METRICS), "w", encoding="utf-8") as f:
         json.dump(metrics, f, indent=1)
     write_per_class_csv(os.path.join(output_dir, run_folder.PER_CLASS),
                                    per_class_rows(logits, labels, class_names))
     names = np.array([key.rsplit("#", 1)[0] for key in keys] if keys else [str(i) for i in range(len(labels))])
-    np.savez(os.path.join(output_dir, run_folder.LOGITS), logits=logits, labels=labels, videos=names)
+    with atomic_open(os.path.join(output_dir, run_folder.LOGITS), "wb") as f:
+        np.savez(f, logits=logits, labels=labels, videos=names)
     predictions = logits.argmax(axis=1)
     confusion = confusion_matrix(labels, predictions, len(class_names))
     plot_confusion_matrix(confusion, class_names, os.path.join(output_dir, run_folder.CONFUSION), title=title)
-    with open(os.path.join(output_dir, run_folder.PREDICTIONS), "w", newline="", encoding="utf-8") as f:
+    with atomic_open(os.path.join(output_dir, run_folder.PREDICTIONS), "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["video", "label", "class", "predicted", "predicted_class", "correct", "views"])
         for i, (label, predicted) in enumerate(zip(labels, predictions)):

@@ -50,14 +50,17 @@ def build_classifier(model_config, num_classes):
 
 def default_optimizer(model_config):
     """The preset's recipe (``"adamw"`` for BERT models, ``"sgd"`` for the baselines, as the reference);
-    for a ``model.config``: adamw with BERT pooling, else sgd."""
+    for a ``model.config``: its ``recipe``, else the registry's rule (adamw with BERT pooling, else sgd), as
+    `VideoClassifier.recipe` reads it."""
     if model_config["preset"] is not None:
         from keras_bert3d.models.builder import get_preset
 
         return get_preset(model_config["preset"])["optimizer"]
+    from keras_bert3d.presets.registry import reference_recipe
+
     config = model_config["config"]
     config = config.get("config", config) if "class_name" in config else config
-    return "adamw" if config.get("pooling", "bert") == "bert" else "sgd"
+    return config.get("recipe") or reference_recipe(config.get("pooling", "bert"))
 
 
 def load_starting_weights(model, path):

@@ -63,7 +63,7 @@ def predict_videos(model, dataset, view_batch_size=10, num_videos=None, progress
     """
     import tensorflow as tf
 
-    from keras_bert3d import backend
+    import keras_bert3d.backend as backend
     from keras_bert3d.progress import Progress
 
     check_positive_int("view_batch_size", view_batch_size)

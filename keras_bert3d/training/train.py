@@ -6,7 +6,8 @@ the train and validation subsets (keras_bert3d.training.pipelines), and runs ``m
 of keras_bert3d.training.callbacks and the backup of keras_bert3d.training.backup (strategies ``default`` and
 ``mirrored``; ``multi_worker``, and ``mirrored`` with gradient accumulation, which Keras 3 cannot run under
 MirroredStrategy, go to the custom loop `keras_bert3d.training.distributed.custom_fit`). Everything lands in
-``<output_dir>/<name>/`` (keras_bert3d.training.run_folder): config.yaml (resolved), class_names.json, backup/
+``<output_dir>/<name>/`` (keras_bert3d.training.run_folder), which a lock holds while the run trains
+(keras_bert3d.training.run_lock): config.yaml (resolved), class_names.json, backup/
 (the resumable training state), best.keras (best val top-1), last.keras, history.csv (epoch 0-based, as Keras'
 CSVLogger), logs/ (TensorBoard) and summary.json.
 
@@ -16,15 +17,18 @@ the same command again after a crash or a kill and training continues at the ste
 ending with what an uninterrupted run gives. Messages go to the ``keras_bert3d.training`` logger (the
 command line shows them).
 """
+import contextlib
 import dataclasses
 import functools
 import logging
 import math
 import os
 
+from keras_bert3d.atomic import save_model_atomic
 from keras_bert3d.training import model_setup, run_folder
 from keras_bert3d.training.config import validate_config
 from keras_bert3d.training.pipelines import Pipelines, fit as fit_model
+from keras_bert3d.training.run_lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +47,15 @@ def train(config):
 
     run_dir = os.path.join(config["output_dir"], config["name"])
     os.makedirs(run_dir, exist_ok=True)
-    with model_setup.precision(tc["mixed_precision"]):
+    chief = strategies.worker_info(strategy)[2]  # holds the run folder's lock (every worker shares the folder)
+    with RunLock(run_dir) if chief else contextlib.nullcontext(), model_setup.precision(tc["mixed_precision"]):
         if tc["deterministic"]:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(tc["seed"])
         if tc["strategy"] == "multi_worker" or (tc["strategy"] == "mirrored" and
                                                  tc["gradient_accumulation_steps"] > 1):
-            return _train_custom_loop(config, run_dir, strategy)
+            with strategies.lost_workers_reported(strategy, run_dir):  # a lost peer: WorkerLostError
+                return _train_custom_loop(config, run_dir, strategy)
         return _train(config, run_dir, strategy)
 
 
@@ -70,7 +76,7 @@ def _train(config, run_dir, strategy):
     with strategy.scope():
         model = model_setup.initial_model(config["model"], num_classes, verbose)
         model_setup.compile_model(model, tc, num_classes, one_hot=bool(data["mixup"] or data["cutmix"]))
-    run_folder.write_run_files(run_dir, config, train_index.class_names)
+    _write_run_files(run_dir, config, train_index.class_names)
 
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
     pipes = Pipelines(data, model.preprocessing, train_index, val_index, num_classes, tc["seed"], steps)
@@ -102,7 +108,7 @@ def _train(config, run_dir, strategy):
         start_epoch += 1
     if start_epoch < epochs:
         fit(pipes.train_epochs(start_epoch, epochs), initial_epoch=start_epoch, epochs=epochs, steps_per_epoch=steps)
-    run_folder.save_model_atomic(model, os.path.join(run_dir, run_folder.LAST))
+    save_model_atomic(model, os.path.join(run_dir, run_folder.LAST))
     skipped = _merge(skipped_before, pipes.counter.counts())
     return _finish(config, run_dir, {
         "model": model.name, "steps_per_epoch": steps, "num_train_videos": len(train_index),
@@ -134,7 +140,7 @@ def _train_custom_loop(config, run_dir, strategy):
     data, tc = config["data"], config["train"]
     chief = strategies.worker_info(strategy)[2]
     if chief:
-        run_folder.write_run_files(run_dir, config, train_index.class_names)
+        _write_run_files(run_dir, config, train_index.class_names)
         if tc["verbose"]:
             log.info(f"strategy={tc['strategy']} with {strategy.num_replicas_in_sync} replica(s): training with the "
                      "custom loop of keras_bert3d.training.distributed")
@@ -172,6 +178,11 @@ def _train_custom_loop(config, run_dir, strategy):
         "best_val_top1": result["best_val_top1"], "final": result["history"][-1] if result["history"] else None,
         "skipped_videos": result["bad_videos"], "skipped_by_reason": None, "resumed_from": result["resumed_from"],
         "global_step": result["global_step"]}, write=chief)
+
+
+def _write_run_files(run_dir, config, class_names):
+    for path in run_folder.write_run_files(run_dir, config, class_names):
+        log.warning(f"{run_dir} starts over (no backup): the model of the run before is kept as {path}")
 
 
 def _merge(a, b):

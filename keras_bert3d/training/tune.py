@@ -34,6 +34,7 @@ import logging
 import math
 import os
 
+from keras_bert3d.atomic import atomic_open
 from keras_bert3d.training import model_setup, pipelines, run_folder
 from keras_bert3d.training.config import validate_config
 from keras_bert3d.training.config_files import save_config
@@ -82,7 +83,7 @@ def show(value):
 def write_leaderboard(rows, path):
     if not rows:
         return None
-    with open(path, "w", newline="") as f:
+    with atomic_open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)

@@ -144,6 +144,7 @@ FULL_SIZE_COUNTS = [
 ]
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("kwargs,expected", FULL_SIZE_COUNTS)
 def test_full_size_parameter_count(kwargs, expected):
     backbone = I3DBackbone(**kwargs)  # build only: no forward pass at full size

@@ -121,7 +121,7 @@ def test_fit_step_through_tiny_classifier():
     run_fit_step(keras.Model(inp, out), random_clip(2, 4, 32), np.array([0, 2]))
 
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_full_size_parameter_count_and_output_shape():
     """Build only, no forward pass: the real R(2+1)D-34 backbone."""
     bb = R2Plus1DBackbone()

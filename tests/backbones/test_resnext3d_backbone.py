@@ -154,7 +154,7 @@ FULL_COUNTS = {(None, 3): FULL, ("frmb", 3): 44_196_288, ("frab", 3): FULL + FRA
                (None, 2): FULL - 64 * 7 ** 3}
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("feature_reduction,in_channels", list(FULL_COUNTS))
 def test_full_size_parameter_count(feature_reduction, in_channels):
     frames, size = 64, 112

@@ -135,6 +135,7 @@ FULL_COUNTS = {
 }
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("reduction,fusion", VARIANTS)
 def test_full_size_parameter_count_and_shapes(reduction, fusion):
     bb = SlowFastBackbone(feature_reduction=reduction, fusion=fusion, num_frames=64, image_size=224)

@@ -5,9 +5,6 @@ if not os.environ.get("BERT3D_TEST_BACKENDS"):
     collect_ignore_glob = ["test_*.py"]
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "backends_full: full-size presets on every backend (make test-backends)")
-
 import sys  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models"))

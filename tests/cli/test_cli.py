@@ -7,6 +7,7 @@ from keras_bert3d.cli import main
 from keras_bert3d.presets import REFERENCE_PARAMS_51
 
 
+@pytest.mark.full
 def test_models_json(capsys):
     names = ["rgb_I3D64f_bert2_FRMB", "rgb_slowfast64f_50_bert10_FRAB_late"]
     assert main(["models", *names, "--json", "--num-classes", "51"]) == 0
@@ -17,6 +18,7 @@ def test_models_json(capsys):
     assert rows[1]["tokens"] == [[8, 512], [32, 256]]
 
 
+@pytest.mark.full
 def test_models_table_and_num_classes(capsys):
     assert main(["models", "rgb_I3D64f", "--num-classes", "101"]) == 0
     out = capsys.readouterr().out
@@ -30,6 +32,7 @@ def test_unknown_model_is_a_clear_error(capsys):
     assert "Did you mean" in capsys.readouterr().err
 
 
+@pytest.mark.full
 def test_demo_prints_classes_and_attention(capsys):
     assert main(["demo", "--model", "rgb_I3D64f_bert2_FRMB", "--num-classes", "7"]) == 0
     out = capsys.readouterr().out

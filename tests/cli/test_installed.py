@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from keras_bert3d.data.synthetic import write_synthetic_dataset
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
 BIN = Path(sys.executable).parent
 TIMEOUT = 600
@@ -36,15 +37,14 @@ def elsewhere(tmp_path_factory):
     folder = tmp_path_factory.mktemp("elsewhere")
     write_synthetic_dataset(folder / "videos", num_classes=2, videos_per_class=4, num_frames=16, size=(40, 32))
     config = {"name": "tiny", "output_dir": "runs",
-              "model": {"preset": "rgb_r2plus1d_32f_34_bert10",
-                        "overrides": {"num_frames": 8, "image_size": 32, "stage_blocks": [1, 1, 1, 1],
-                                      "stage_filters": [8, 8, 16, 16], "stem_filters": [6, 8], "num_heads": 2}},
+              "model": {"preset": "rgb_r2plus1d_32f_34_bert10", "overrides": TINY_R2PLUS1D_BERT},
               "data": {"dataset": "ucf101", "root": "videos", "batch_size": 2},
               "train": {"epochs": 1, "gradient_accumulation_steps": 1, "learning_rate": 1e-3, "verbose": 2}}
     (folder / "tiny.yaml").write_text(yaml.safe_dump(config))
     return folder
 
 
+@pytest.mark.full
 def test_train_resume_evaluate_tune_from_another_folder(elsewhere):
     code, out = _bert3d(["train", "tiny.yaml"], elsewhere)
     assert code == 0, out[-3000:]
@@ -71,6 +71,7 @@ def test_train_resume_evaluate_tune_from_another_folder(elsewhere):
     assert (run / "tune" / "best_config.yaml").is_file()
 
 
+@pytest.mark.full
 def test_a_bad_config_is_a_clear_error(elsewhere):
     code, out = _bert3d(["train", "missing.yaml"], elsewhere)
     assert code == 2 and "bert3d train: error: config file not found: missing.yaml" in out

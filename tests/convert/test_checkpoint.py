@@ -6,9 +6,9 @@ from keras_bert3d.cli import main
 from keras_bert3d.convert.checkpoint import (convert_checkpoint, load_reference_weights, model_weight_map,
                                              read_state_dict)
 from keras_bert3d.models.builder import build_model
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
-TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 16, 32, 64],
-            stem_filters=[6, 8], num_heads=2)
+TINY = dict(TINY_R2PLUS1D_BERT, stage_filters=[8, 16, 32, 64])
 ARCH = "rgb_r2plus1d_32f_34_bert10"
 
 

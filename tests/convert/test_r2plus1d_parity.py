@@ -110,7 +110,7 @@ def test_layer2_block0_through_backbone(tiny_backbone):
 
 # -- keys ----------------------------------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.full
 def test_full_backbone_produces_every_reference_key_and_shape():
     """Build only (no forward): the real R(2+1)D-34 maps onto the reference key list exactly."""
     expected = reference_keys()

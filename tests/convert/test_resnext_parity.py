@@ -124,7 +124,7 @@ FULL_ARCHS = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.full
 @pytest.mark.parametrize("arch,feature_reduction,in_channels", FULL_ARCHS)
 def test_full_size_keys_and_pretrained_file(arch, feature_reduction, in_channels):
     backbone = ResNeXt3DBackbone(feature_reduction=feature_reduction, in_channels=in_channels)

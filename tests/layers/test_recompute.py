@@ -11,11 +11,7 @@ from keras_bert3d.layers.inception_module import InceptionModule
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
 from keras_bert3d.layers.recompute import recompute
 from keras_bert3d.models.builder import build_model
-from models.tiny_presets import tiny_overrides
-
-TINY = dict(stage_blocks=[1, 1, 1, 1], stage_filters=(4, 8, 8, 8), stem_filters=(3, 4), num_frames=8,
-            image_size=32)
-
+from models.tiny_presets import TINY_R2PLUS1D, tiny_overrides
 
 # Every block kind with a `remat` switch, as (make(remat) -> layer, input channels): the residual
 # blocks of R(2+1)D (identity, projection), ResNeXt (grouped, strided), SlowFast (temporal conv_a,
@@ -146,7 +142,8 @@ def recomputing_blocks(model):
     return sorted(layer.name for layer in backbone.layers if getattr(layer, "remat", False))
 
 
-@pytest.mark.parametrize("preset", FAMILY_PRESETS)
+@pytest.mark.parametrize("preset", [p if "r2plus1d" in p else pytest.param(p, marks=pytest.mark.full)
+                                    for p in FAMILY_PRESETS])  # the other families' TF steps take 17-50 s
 def test_backbone_switch_fit_step_is_exact_and_round_trips(preset):
     """One ``model.fit`` step of a tiny model of each family: the same loss and the same weights after it."""
     results = []
@@ -198,7 +195,7 @@ def test_remat_n_recomputes_the_first_n_stages_only(preset, stages, stage_one, a
 @pytest.mark.parametrize("remat", ["yes", 0, 5, -1, 1.0])
 def test_backbone_remat_must_be_a_bool_or_a_stage_count(remat):
     with pytest.raises(ValueError, match=f"remat={remat!r}"):
-        R2Plus1DBackbone(remat=remat, **TINY)
+        R2Plus1DBackbone(remat=remat, **TINY_R2PLUS1D)
 
 
 def test_block_remat_must_be_a_bool():
@@ -226,6 +223,7 @@ print("EXACT", all(np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(
 '''
 
 
+@pytest.mark.full
 def test_exact_on_jax_through_jax_checkpoint():
     """The same block on the JAX backend (keras.remat is jax.checkpoint there), under jit, in a subprocess."""
     import os

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from harness import random_clip, run_fit_step
+from harness import random_clip, run_fit_step, run_preset_test
 from keras_bert3d.backbones.r2plus1d_backbone import R2Plus1DBackbone
 from keras_bert3d.models.video_classifier import VideoClassifier
-from tiny_presets import tiny_overrides
+from tiny_presets import TINY_R2PLUS1D, tiny_overrides
 
 NAME = "rgb_r2plus1d_32f_34_bert10"
 FILES = ["config.json", "metadata.json", "model.weights.h5", "preprocessor.json", "task.json", "task.weights.h5"]
@@ -50,9 +50,10 @@ def test_named_presets_and_listing():
     assert "rgb_I3D64f" not in R2Plus1DBackbone.presets
     with pytest.raises(ValueError, match="num_classes"):
         VideoClassifier.from_preset(NAME)
-    backbone = R2Plus1DBackbone.from_preset(NAME, **{k: v for k, v in tiny_overrides(NAME).items()
-                                                       if k != "num_heads" and k != "lstm_hidden_dim"})
+    backbone, *_ = run_preset_test(R2Plus1DBackbone, NAME, TINY_R2PLUS1D, (2, 1, 2, 2, 16))
     assert backbone.get_config()["num_frames"] == 8
+    with pytest.raises(ValueError, match=r"Unknown override\(s\) \['num_heads'\]"):  # a classifier argument
+        R2Plus1DBackbone.from_preset(NAME, num_heads=2)
 
 
 def test_compile_defaults_to_the_reference_recipe():

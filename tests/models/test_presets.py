@@ -8,6 +8,7 @@ from keras_bert3d.convert.checkpoint import load_reference_weights
 from keras_bert3d.models.builder import build_model, get_preset, list_models, resolve_preset
 from keras_bert3d.models.describe import count_parameters, describe
 from keras_bert3d.presets import PRESETS, REFERENCE_PARAMS_51
+from tiny_presets import TINY_R2PLUS1D_BERT, tiny_overrides
 
 KEYS = pathlib.Path(__file__).parent.parent / "fixtures" / "keys"
 NAMES = list_models()
@@ -54,7 +55,33 @@ def test_each_family_registers_its_own_presets():
     assert PRESETS["rgb_r2plus1d_32f_34"]["optimizer"] == "sgd"  # a refused registration changes nothing
 
 
-@pytest.mark.slow
+LAYERING = """
+import sys
+sys.argv[0] = "bert3d"  # the console script's lazy root: nothing but what is imported here loads
+from keras_bert3d.presets import registry
+print("REGISTRY ALONE", "keras_bert3d.backbones" in sys.modules, len(registry.PRESETS))
+from keras_bert3d.backbones.i3d_backbone import I3DBackbone
+from keras_bert3d.backbones.backbone import Backbone
+print("BACKBONES", len(I3DBackbone.presets), len(Backbone.presets), "keras_bert3d.models" in sys.modules)
+from keras_bert3d.models.builder import list_models
+print("MODELS", len(list_models()))
+"""
+
+
+def test_the_registry_imports_no_family_and_every_holder_of_a_class_sees_them_all():
+    """The registry sits below the backbones: it imports none; importing any backbone registers all four
+    families (the backbones package imports them), and the models layer sees all 27."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONPATH=str(pathlib.Path(__file__).resolve().parents[2]), TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", LAYERING], env=env, capture_output=True, text=True, timeout=300)
+    assert "REGISTRY ALONE False 0" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "BACKBONES 8 27 False" in done.stdout and "MODELS 27" in done.stdout, done.stderr[-2000:]
+
+
+@pytest.mark.full
 @pytest.mark.parametrize("name", NAMES)
 def test_preset_matches_reference(name):
     model = build_model(name, 51)
@@ -68,6 +95,7 @@ def test_preset_matches_reference(name):
     assert np.all(np.asarray(model.get_layer("classifier").kernel) == 0.5)
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name,frames,tokens", [
     ("rgb_r2plus1d_32f_34_bert10", 32, [[4, 512]]),
     ("rgb_r2plus1d_64f_34_bert10", 64, [[8, 512]]),
@@ -112,8 +140,7 @@ def test_unknown_names_and_overrides():
 
 
 def test_tiny_preset_runs_and_attends():
-    model = build_model("rgb_r2plus1d_32f_34_bert10", 7, num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1],
-                        stage_filters=[8, 16, 32, 64], num_heads=2)
+    model = build_model("rgb_r2plus1d_32f_34_bert10", 7, **TINY_R2PLUS1D_BERT)
     x = np.random.default_rng(0).normal(size=(2, 8, 32, 32, 3)).astype("float32")
     out = model.attention_model()(x)
     assert tuple(out["logits"].shape) == (2, 7)
@@ -128,6 +155,7 @@ def test_preprocessing_overrides():
         resolve_preset("rgb_r2plus1d_32f_34_bert10", image_size=64, frame_size=[48, 64])
 
 
+@pytest.mark.full
 def test_describe_counts_forward_gflops():
     short = describe(build_model("rgb_r2plus1d_32f_34_bert10", 51))
     long = describe(build_model("rgb_r2plus1d_64f_34_bert10", 51))
@@ -136,8 +164,6 @@ def test_describe_counts_forward_gflops():
 
 
 def test_fusion_has_one_owner_the_backbone():
-    from tiny_presets import tiny_overrides
-
     name = "rgb_slowfast64f_50_bert10_FRMB_early"
     _, backbone, classifier = resolve_preset(name, fusion="late")
     assert backbone["fusion"] == "late" and "fusion" not in classifier

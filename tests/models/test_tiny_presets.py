@@ -1,10 +1,12 @@
-"""Every preset at a tiny size: forward, .keras round trip, one fit step, and the converter's full map."""
+"""Every preset at a tiny size (the harness's run_preset_test): forward, config and .keras round trips, one fit
+step, and the converter's full map."""
 import numpy as np
 import pytest
 
-from harness import run_fit_step, run_saving_test
+from harness import run_fit_step, run_preset_test, run_saving_test
 from keras_bert3d.convert.checkpoint import load_reference_weights, model_weight_map
 from keras_bert3d.models.builder import build_model, list_models
+from keras_bert3d.models.video_classifier import VideoClassifier
 from tiny_presets import tiny_overrides
 
 
@@ -15,14 +17,13 @@ def _clip(model, batch=2, seed=0):
 
 @pytest.mark.parametrize("name", list_models())
 def test_tiny_preset(name, tmp_path):
-    model = build_model(name, 4, **tiny_overrides(name))
-    x = _clip(model)
+    model, twin, x, logits = run_preset_test(VideoClassifier, name, dict(num_classes=4, **tiny_overrides(name)),
+                                             (2, 4))
     assert model.input.shape[-1] == (2 if name.startswith("flow_") else 3)
-    logits = np.asarray(model(x))
-    assert logits.shape == (2, 4) and np.all(np.isfinite(logits))
-    # The converter's map covers every weight: export in reference names, reload strictly into a twin.
+    logits = np.asarray(logits)
+    # The converter's map covers every weight: export in reference names, reload strictly into the twin
+    # that the config round trip rebuilt.
     state = model_weight_map(model).export()
-    twin = build_model(name, 4, **tiny_overrides(name))
     report = load_reference_weights(twin, state, strict=True)
     assert not report.missing and not report.unexpected
     np.testing.assert_allclose(np.asarray(twin(x)), logits, atol=1e-5)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from harness import identity_backbone, run_fit_step, run_saving_test, run_serialization_test
+from harness import identity_backbone, run_saving_test, run_task_test
 from keras_bert3d.models.video_classifier import VideoClassifier
 
 
@@ -16,22 +16,19 @@ TINY = dict(num_heads=2, lstm_hidden_dim=6, head_hidden_dim=None)
                                             ("concat", 12), ("nonlocal_concat", 10)])
 def test_single_pathway_poolings(pooling, hidden, tmp_path):
     x = _features()
-    model = VideoClassifier(identity_backbone([x.shape[1:]]), 5, pooling=pooling,
-                            **dict(TINY, head_hidden_dim=hidden))
-    assert tuple(model(x).shape) == (2, 5)
+    kwargs = dict(TINY, backbone=identity_backbone([x.shape[1:]]), num_classes=5, pooling=pooling,
+                  head_hidden_dim=hidden)
+    model = run_task_test(VideoClassifier, kwargs, (x, np.array([1, 3])), (2, 5), tmp_path)
     if hidden:
         assert model.get_layer("classifier_hidden").units == hidden
-    run_serialization_test(model)
-    run_saving_test(model, x, tmp_path)
-    run_fit_step(model, x, np.array([1, 3]))
 
 
 @pytest.mark.parametrize("fusion", ["early", "late"])
 def test_two_pathways(fusion, tmp_path):
     slow, fast = _features(steps=2, channels=16), _features(steps=8, channels=8, seed=1)
-    model = VideoClassifier(identity_backbone([slow.shape[1:], fast.shape[1:]]), 4, pooling="bert",
-                            fusion=fusion, num_heads=2 if fusion == "late" else 4)
-    assert tuple(model([slow, fast]).shape) == (2, 4)
+    kwargs = dict(backbone=identity_backbone([slow.shape[1:], fast.shape[1:]]), num_classes=4, pooling="bert",
+                  fusion=fusion, num_heads=2 if fusion == "late" else 4)
+    model = run_task_test(VideoClassifier, kwargs, ([slow, fast], np.array([0, 3])), (2, 4), tmp_path)
     berts = model.bert_layers()
     if fusion == "early":
         assert list(berts) == ["bert"]
@@ -41,8 +38,6 @@ def test_two_pathways(fusion, tmp_path):
         assert sorted(berts) == ["bert_fast", "bert_slow"]
         assert tuple(berts["bert_fast"].input.shape) == (None, 8, 8)
         assert tuple(model.get_layer("cls_concat").output.shape) == (None, 24)
-    run_saving_test(model, [slow, fast], tmp_path)
-    run_fit_step(model, [slow, fast], np.array([0, 3]))
 
 
 def test_two_pathway_tgap_concatenates_slow_first():

@@ -1,4 +1,8 @@
-"""Tiny overrides of each backbone family, so every preset can run in a test in seconds."""
+"""The one table of tiny configs: overrides of each backbone family, so every preset can run in a test in
+seconds, and the tiny R(2+1)D that the tests of training, serving, export and the command line share.
+
+Import it as ``from models.tiny_presets import ...`` (tests/ is on the path; tests/models and tests/backends
+also put this folder on it, hence ``from tiny_presets import ...`` there)."""
 I3D_MIXED = [[4, 4, 6, 2, 2, 2], [4, 4, 4, 2, 4, 2]] + [[2, 2, 4, 2, 2, 2]] * 6 + [[4, 2, 4, 2, 4, 4]]
 
 TINY = {
@@ -12,6 +16,10 @@ TINY = {
                              reduction_dim=16, fast_reduction_dim=8),
 }
 CLASSIFIER = dict(num_heads=2, lstm_hidden_dim=6)
+# rgb_r2plus1d_32f_34 (TGAP) and rgb_r2plus1d_32f_34_bert10 at tiny size: 8 frames of 32x32, one token.
+# Tests that need more frames or other widths say so: dict(TINY_R2PLUS1D_BERT, num_frames=16).
+TINY_R2PLUS1D = TINY["R2Plus1DBackbone"]
+TINY_R2PLUS1D_BERT = dict(TINY_R2PLUS1D, num_heads=CLASSIFIER["num_heads"])
 
 
 def tiny_overrides(name):

@@ -23,9 +23,9 @@ from keras_bert3d.serving.grpc_client import GrpcClient
 from keras_bert3d.serving.local_clients import KerasClient, SavedModelClient
 from keras_bert3d.serving.rest_client import RestClient
 from keras_bert3d.serving.video_client import ServingError
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
-TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = dict(TINY_R2PLUS1D_BERT, num_frames=16)
 NUM_CLASSES = 6
 CLASS_NAMES = ["walk", "run", "jump", "swim", "climb", "wave"]
 VIDEO_FRAMES = 60

@@ -17,11 +17,10 @@ from keras_bert3d.serving import export as ex
 from keras_bert3d.serving import export_formats as formats
 from keras_bert3d.serving import model_files
 from keras_bert3d.serving import signatures as sig
-from models.tiny_presets import tiny_overrides
+from models.tiny_presets import TINY_R2PLUS1D_BERT, tiny_overrides
 
 RGB_PRESETS = [n for n in list_models() if get_preset(n)["preprocessing"]["modality"] == "rgb"]
-TINY_R2PLUS1D = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-                     stem_filters=[6, 8], num_heads=2)
+TINY_R2PLUS1D = TINY_R2PLUS1D_BERT
 CLASS_NAMES = ["archery", "bowling", "cliff diving", "drumming", "fencing"]
 TOLERANCE = 1e-5
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -91,6 +90,7 @@ def tiny_loaded(tiny):
     return tf.saved_model.load(tiny[1])
 
 
+@pytest.mark.full
 @pytest.mark.parametrize("name", RGB_PRESETS)
 def test_every_rgb_preset_exports_reloads_and_predicts(name, tmp_path):
     model = build_model(name, 6, **tiny_overrides(name))
@@ -171,6 +171,7 @@ def test_preprocessing_rule_resize_then_round_half_even_centre_crop():
                                ex.preprocess_clips(tf.constant(resized), prep).numpy(), atol=1e-6)
 
 
+@pytest.mark.full
 def test_saved_model_cli_show_and_run(tiny, tmp_path):
     model, path = tiny
     clips = uint8_clips(model, 1, 50, 66, seed=7)

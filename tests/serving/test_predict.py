@@ -13,9 +13,9 @@ from keras_bert3d.data.synthetic import write_synthetic_dataset, write_video
 from keras_bert3d.models.builder import build_model
 from keras_bert3d.serving.attention import cls_attention, draw_explanation
 from keras_bert3d.serving.export import export_saved_model
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
-TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = dict(TINY_R2PLUS1D_BERT, num_frames=16)
 NUM_CLASSES = 5
 TEMPORAL_STRIDE = 8  # R(2+1)D: stem and three stride-2 stages in time (REFERENCE.md 1.1)
 RED = (230, 30, 30)

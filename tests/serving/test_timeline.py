@@ -18,9 +18,9 @@ from keras_bert3d.serving.local_clients import KerasClient
 from keras_bert3d.serving.rest_client import RestClient
 from keras_bert3d.serving.video_client import VideoClient
 from keras_bert3d.serving.timeline import (expected_windows, parse_stride, predict_timeline, sliding_windows)
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
-TINY = dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = dict(TINY_R2PLUS1D_BERT, num_frames=16)
 CLASSES = ["red ball", "blue ball", "nothing"]
 COLOURS = {"red ball": (230, 40, 40), "blue ball": (40, 80, 240)}
 FPS, ACTION = 25, 64  # frames per action in the two-action video

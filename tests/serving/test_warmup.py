@@ -8,9 +8,9 @@ from keras_bert3d.models.builder import build_model
 from keras_bert3d.serving import warmup
 from keras_bert3d.serving.export import export_saved_model
 from keras_bert3d.serving.signatures import INPUT_KEY, NORMALIZED_SIGNATURE, SERVING_SIGNATURE
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
-TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = TINY_R2PLUS1D_BERT
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,15 @@ its final weights to ``weights_worker<k>.npz`` and the summary to ``summary_work
 ``--snapshot STEP:NAME``: right after update STEP (and its checkpoint), the chief copies ``backup/`` and
 ``history.csv`` to ``<root>/<NAME>/``, the state a run killed at that moment leaves behind; a later run NAME
 resumes from it.
+``--cli``: run through the `bert3d train` command (keras_bert3d.cli.main, with a config naming ``<root>/a``),
+its `train` replaced by this tiny training, so that what the command prints and returns is what a user sees.
+``--die-at STEP``: worker 1 kills itself (SIGKILL) right after update STEP (and its checkpoint).
 """
 import argparse
 import json
 import os
 import shutil
+import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -69,10 +73,36 @@ def main():
     parser.add_argument("--runs", default="a", help="comma-separated run names, trained one after the other")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--snapshot", default=None, help="STEP:NAME")
+    parser.add_argument("--cli", action="store_true", help="run through `bert3d train` (run 'a' only)")
+    parser.add_argument("--die-at", type=int, default=None, help="worker 1 SIGKILLs itself after this update")
     args = parser.parse_args()
+    if args.cli:
+        sys.exit(through_cli(args))
     strategy = get_strategy("multi_worker")  # first: before any other TensorFlow op
     for run in args.runs.split(","):
         train(strategy, os.path.join(args.root, run), args)
+
+
+def through_cli(args):
+    """``bert3d train <root>/worker<k>.yaml`` with `keras_bert3d.training.train.train` replaced by `train`
+    (the strategy created first, as the library's `train` does); returns the command's exit code."""
+    import yaml
+
+    from keras_bert3d import cli
+    from keras_bert3d.training import train as training
+
+    def tiny_train(config):
+        strategy = get_strategy(config["train"]["strategy"])
+        train(strategy, os.path.join(config["output_dir"], config["name"]), args)
+
+    task = json.loads(os.environ["TF_CONFIG"])["task"]["index"]
+    path = os.path.join(args.root, f"worker{task}.yaml")
+    with open(path, "w") as handle:
+        yaml.safe_dump({"name": "a", "output_dir": args.root, "model": {"preset": "rgb_r2plus1d_32f_34_bert10"},
+                        "data": {"dataset": "ucf101", "root": args.root}, "train": {"strategy": "multi_worker"}},
+                       handle)  # a valid config; only the strategy, output_dir and name are read
+    training.train = tiny_train
+    return cli.main(["train", path])
 
 
 def train(strategy, run_dir, args):
@@ -93,6 +123,8 @@ def train(strategy, run_dir, args):
             if not os.path.exists(target):
                 shutil.copytree(os.path.join(run_dir, "backup"), os.path.join(target, "backup"))
                 shutil.copy(os.path.join(run_dir, "history.csv"), target)
+        if step == args.die_at and task == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
 
     summary = custom_fit(
         model_fn, lambda: keras.optimizers.AdamW(1e-2, weight_decay=1e-3), None,

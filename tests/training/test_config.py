@@ -34,12 +34,12 @@ def test_defaults_are_the_reference_recipe(tmp_path):
 def test_overrides_are_parsed_as_yaml(tmp_path):
     config = config_files.load_config(_write(tmp_path, MINIMAL), [
         "train.learning_rate=1e-4", "train.epochs=3", "model.overrides.stage_blocks=[1, 1, 1, 1]",
-        "model.weights=null", "train.jit_compile=true", "name=my run", "train.backup_freq=epoch"])
+        "model.weights=null", "train.jit_compile=true", "name=my-run.2", "train.backup_freq=epoch"])
     assert config["train"]["learning_rate"] == pytest.approx(1e-4) and isinstance(config["train"]["learning_rate"],
                                                                                    float)
     assert config["train"]["epochs"] == 3 and config["train"]["jit_compile"] is True
     assert config["model"]["overrides"] == {"stage_blocks": [1, 1, 1, 1]}
-    assert config["name"] == "my run" and config["model"]["weights"] is None
+    assert config["name"] == "my-run.2" and config["model"]["weights"] is None
     assert config["train"]["backup_freq"] == "epoch"
 
 

@@ -18,11 +18,11 @@ from keras_bert3d.data.pipeline import make_dataset
 from keras_bert3d.data.synthetic import write_synthetic_dataset
 from keras_bert3d.cli import main as cli_main
 from keras_bert3d.training import evaluate, evaluation
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 3
-TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = TINY_R2PLUS1D_BERT
 PRESET = "rgb_r2plus1d_32f_34_bert10"
 
 

@@ -17,10 +17,12 @@ def dataset(tmp_path_factory):
     return write_dataset(tmp_path_factory.mktemp("synthetic"))
 
 
+@pytest.mark.full
 def test_sigkill_mid_epoch_resumes_to_the_uninterrupted_result(tmp_path, dataset):
     check_kill_and_resume(tmp_path, dataset)
 
 
+@pytest.mark.full
 def test_tgap_sgd_frozen_backbone_mixup_reference_weights_and_bad_video(tmp_path, dataset):
     """The baseline recipe (SGD), starting from a reference-named .npz, frozen backbone, mixup labels, and a
     broken training video that is skipped and counted while every epoch keeps its number of steps."""

@@ -11,9 +11,9 @@ from keras_bert3d.models.builder import build_model
 from keras_bert3d.training import callbacks as cb
 from keras_bert3d.training.backup import TrainingBackup
 from keras_bert3d.models import recipe
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
-TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = TINY_R2PLUS1D_BERT
 
 
 def _torch_sgd(params, grads_per_step, lr, momentum, dampening, weight_decay, decay_mask):
@@ -231,4 +231,4 @@ def test_training_backup_resumes_mid_epoch_exactly(tmp_path):
         assert a.keys() == b.keys()
         for key in a:
             assert a[key] == pytest.approx(b[key], rel=1e-6), (a["epoch"], key)
-    assert len([f for f in os.listdir(tmp_path / "b" / "backup") if f.startswith("ckpt-")]) == 2
+    assert len([f for f in os.listdir(tmp_path / "b" / "backup") if f.startswith("ckpt-")]) == 4  # last 2 backups

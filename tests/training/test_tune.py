@@ -16,10 +16,10 @@ from keras_bert3d.training import search_space, tune
 from keras_bert3d.training.hypermodel import make_tuner
 from keras_bert3d.training.config_files import load_config, save_config
 from keras_bert3d.training.model_setup import build_classifier
+from models.tiny_presets import TINY_R2PLUS1D_BERT
 
 PRESET = "rgb_r2plus1d_32f_34_bert10"
-TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
-            stem_filters=[6, 8], num_heads=2)
+TINY = TINY_R2PLUS1D_BERT
 TOKEN_WIDTH = TINY["stage_filters"][-1]  # the tokens are the last stage's channels
 
 
@@ -137,6 +137,7 @@ def test_multi_worker_is_refused(config_file, capsys):
     assert exit_info.value.code == 2 and "--factor: must be >= 2" in capsys.readouterr().err
 
 
+@pytest.mark.full
 def test_tiny_hyperband_search(config_file, tmp_path, capsys):
     """The default tuner under MirroredStrategy (one CPU replica): Hyperband with max_epochs 2, factor 3
     runs 2 trials of 2 epochs; the leaderboard is printed and the best trial becomes a training config."""

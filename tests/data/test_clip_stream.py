@@ -142,3 +142,17 @@ def test_frames_over_the_pixel_cap_are_refused_naming_the_file(videos, monkeypat
     with pytest.raises(ValueError, match="positive int"):
         frame_pixel_cap()
 
+
+
+def test_tfrecord_clip_elements_are_its_video_elements(videos, tmp_path):
+    from keras_bert3d.data.tfrecord_writer import write_tfrecords
+
+    index = VideoIndex([VideoRecord(videos[n], k, f"c{k}") for k, n in enumerate(("short", "long"))], ["c0", "c1"])
+    write_tfrecords(index, tmp_path, num_shards=1, workers=1, progress=False)
+    shards = str(tmp_path / "*.tfrecord")
+    whole = [views.numpy() for views, _ in make_dataset(shards, PREP, "test", clips_per_video="cover").dataset]
+    streamed = _views_by_video(make_dataset(shards, PREP, "test", clips_per_video="cover",
+                                            test_elements="clip").dataset)
+    assert len(whole) == len(streamed) == 2
+    for video, views in enumerate(whole):
+        np.testing.assert_array_equal(streamed[video][1], views)

@@ -24,6 +24,7 @@ _CATEGORIES = (
     ("no such file", "missing"),
     ("empty", "empty"),
     ("no video frames", "empty"),
+    ("pixel cap", "frames too large"),
     ("not a video", "not a video"),
     ("no video stream", "not a video"),
     ("truncated", "truncated"),

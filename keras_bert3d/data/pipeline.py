@@ -26,6 +26,7 @@ import tensorflow as tf
 
 from keras_bert3d.data import sampling, transforms
 from keras_bert3d.data.bad_videos import BadVideoCounter
+from keras_bert3d.data.clip_stream import TEST_ELEMENTS, test_frames, view_keys
 from keras_bert3d.data.video_sources import ClipPlan, load_frames
 from keras_bert3d.validation import check_choice, check_positive_int
 
@@ -41,7 +42,8 @@ class InputPipeline(typing.NamedTuple):
     bad_videos: BadVideoCounter  # the videos it skipped (and used only up to damage), counted as it runs
 
 
-def _check_args(preprocessing, mode, batch_size, source, crops_per_clip, clips_per_video, mixup, cutmix):
+def _check_args(preprocessing, mode, batch_size, source, crops_per_clip, clips_per_video, mixup, cutmix,
+                test_elements):
     from keras_bert3d.models.video_preprocessor import check_preprocessing
 
     check_preprocessing(preprocessing)  # the preprocessor's own size and channel rules
@@ -49,6 +51,7 @@ def _check_args(preprocessing, mode, batch_size, source, crops_per_clip, clips_p
     check_positive_int("batch_size", batch_size)
     check_choice("source", source, SOURCES)
     check_choice("crops_per_clip", crops_per_clip, CROPS_PER_CLIP)
+    check_choice("test_elements", test_elements, TEST_ELEMENTS)
     sampling.eval_clips(64, 8, clips_per_video)  # validates clips_per_video
     for name, value in (("mixup", mixup), ("cutmix", cutmix)):
         if value < 0 or (value > 0 and mode != "train"):
@@ -71,10 +74,18 @@ def _transform(frames, seed, mode, prep, num_views, crops_per_clip):
     return tf.ensure_shape(transforms.normalize(clip, prep), [length, size, size, channels])
 
 
+def _clip_views(frames, prep, crops_per_clip):
+    """One test clip's resized uint8 frames -> its ``crops_per_clip`` normalised views, crop order."""
+    length, size, channels = prep["num_frames"], prep["crop_size"], len(prep["mean"])
+    frames = tf.ensure_shape(frames, [length, *prep["frame_size"], channels])
+    views = transforms.normalize(transforms.multi_crops(frames, size, crops_per_clip), prep)
+    return tf.ensure_shape(views, [crops_per_clip, length, size, size, channels])
+
+
 def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto", shuffle=None, seed=None,
                  strict=False, num_parallel_calls=tf.data.AUTOTUNE, clips_per_video="center", crops_per_clip=10,
                  stride=1, temporal_jitter=False, mixup=0.0, cutmix=0.0, num_classes=None, drop_remainder=False,
-                 counter=None, reshuffle_each_iteration=True):
+                 counter=None, reshuffle_each_iteration=True, test_elements="video"):
     """The input pipeline of one split.
 
     Args:
@@ -106,6 +117,10 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
         drop_remainder: drop the last incomplete batch.
         counter: a `BadVideoCounter` to count skipped videos in (shared by several datasets); default a
             new one. Either way it is returned as ``bad_videos``.
+        test_elements: test mode: ``"video"`` (one element holding every view of a video) or ``"clip"`` (one
+            element per clip, so memory holds a few clips whatever the videos' length: what
+            ``bert3d evaluate`` streams; `keras_bert3d.data.clip_stream`). Video files are resized to
+            ``frame_size`` as they decode either way.
 
     Returns:
         An `InputPipeline` ``(dataset, bad_videos)``: the prefetched `tf.data.Dataset` and the
@@ -114,10 +129,15 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
         test: one element per video, ``(views, label)`` with views float32 ``(N, T, S, S, C)``,
         ``N = crops_per_clip * clips``, crop-major
         (view ``k`` is crop ``k // clips`` of clip ``k % clips``); average the logits over ``N``.
+        test with ``test_elements="clip"``: one element per clip, ``(views, label, keys)`` with views float32
+        ``(crops_per_clip, T, S, S, C)`` and keys int64 ``(crops_per_clip, 4)``: per view ``[video, attempt,
+        view, views]`` (`keras_bert3d.data.clip_stream.view_keys`: ``view`` is its index in the video's
+        crop-major order; clips of a few videos interleave; per video keep the highest attempt whose
+        ``views`` views all came: a lower one was cut short by damage, and an incomplete one was skipped).
         Elements follow the index order when ``shuffle`` is off, minus skipped videos.
     """
     prep = dict(preprocessing)
-    _check_args(prep, mode, batch_size, source, crops_per_clip, clips_per_video, mixup, cutmix)
+    _check_args(prep, mode, batch_size, source, crops_per_clip, clips_per_video, mixup, cutmix, test_elements)
     if not isinstance(index, (str, os.PathLike)) and not len(index):
         raise ValueError(f"the index has no videos; received index={index!r}")
     if source == "auto":
@@ -143,7 +163,18 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
     reshuffle = bool(reshuffle_each_iteration)
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle)
 
-    dataset = load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle, calls, deterministic)
+    if mode == "test":
+        dataset = test_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle, calls, deterministic,
+                              test_elements)
+    else:
+        dataset = load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle, calls, deterministic)
+    if mode == "test" and test_elements == "clip":
+        dataset = dataset.map(lambda frames, label, elem_seed, position: (
+            _clip_views(frames, prep, crops_per_clip), tf.cast(label, tf.int32), view_keys(position, crops_per_clip)),
+            num_parallel_calls=calls, deterministic=True)
+        if source != "video" and not strict:
+            dataset = dataset.ignore_errors(log_warning=True)
+        return InputPipeline(dataset.prefetch(tf.data.AUTOTUNE), counter)
     dataset = dataset.map(lambda frames, label, elem_seed: (
         _transform(frames, elem_seed, mode, prep, num_views, crops_per_clip), tf.cast(label, tf.int32), elem_seed),
         num_parallel_calls=calls, deterministic=deterministic)

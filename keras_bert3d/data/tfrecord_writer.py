@@ -21,6 +21,32 @@ from keras_bert3d.validation import check_choice, check_int_range, check_positiv
 
 TARGET_SHARD_BYTES = 150 * 2**20  # ~100-200 MB per shard when num_shards is None
 MANIFEST_VERSION = 1
+# A record (one video's example) must serialise below protobuf's 2 GB message limit, or writing fails the shard on
+# every rerun. A video whose JPEG frames pass this (less room for the per-frame framing and the context) is skipped
+# and named in the manifest's ``bad`` list as soon as its encoded frames pass it, so a worker never holds more.
+MAX_RECORD_BYTES = 2**31 - 2**24
+
+
+class RecordTooLarge(ValueError):
+    """A video whose example would pass protobuf's 2 GB limit; the message names it and says what to do."""
+
+    def __init__(self, path, frames, size):
+        super().__init__(f"{path}: over protobuf's 2 GB record limit ({size} bytes of JPEG frames after {frames} "
+                         f"frames, more than {MAX_RECORD_BYTES}): skipped; write it with a smaller frame size or "
+                         "JPEG quality, or cut it into shorter videos")
+
+
+class _RecordBudget:
+    """Counts a record's JPEG bytes as they are encoded; `RecordTooLarge` once they pass `MAX_RECORD_BYTES`."""
+
+    def __init__(self, path):
+        self.path, self.size, self.frames = path, 0, 0
+
+    def add(self, jpeg):
+        self.size, self.frames = self.size + len(jpeg) + 16, self.frames + 1  # + a frame's framing
+        if self.size > MAX_RECORD_BYTES:
+            raise RecordTooLarge(self.path, self.frames, self.size)
+        return jpeg
 
 
 def _frame_paths(folder, count, modality):
@@ -47,12 +73,13 @@ def _encode_folder(folder, modality, frame_size, quality):
     count = count_frames(folder, modality)  # raises VideoDecodeError when there are none
     lists = _frame_paths(folder, count, modality)
     is_jpeg, shape = _is_jpeg(next(iter(lists.values()))[0])
+    budget = _RecordBudget(folder)
     for name, paths in lists.items():
         if frame_size is None and is_jpeg:
             encoded = []
             for path in paths:
                 with open(path, "rb") as f:
-                    encoded.append(f.read())
+                    encoded.append(budget.add(f.read()))
         else:
             encoded = []
             for path in paths:
@@ -60,18 +87,18 @@ def _encode_folder(folder, modality, frame_size, quality):
                 frame = frame[..., None] if frame.ndim == 2 else frame
                 frame = frame if frame_size is None else resize_bilinear(frame, frame_size)
                 shape = frame.shape[:2]
-                encoded.append(encode_jpeg(frame, quality))
+                encoded.append(budget.add(encode_jpeg(frame, quality)))
         lists[name] = encoded
     return lists, count, shape
 
 
 def _encode_video(path, frame_size, quality):
-    encoded, shape = [], None
+    encoded, shape, budget = [], None, _RecordBudget(path)
     for chunk in video_chunks(path):
         if frame_size is not None:
             chunk = resize_bilinear(chunk, frame_size)
         shape = chunk.shape[1:3]
-        encoded.extend(encode_jpeg(frame, quality) for frame in chunk)
+        encoded.extend(budget.add(encode_jpeg(frame, quality)) for frame in chunk)
     return {"frames": encoded}, len(encoded), shape
 
 

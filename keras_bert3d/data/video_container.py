@@ -8,6 +8,11 @@ import typing
 
 # The file endings taken as videos wherever a folder is listed (indexes, `bert3d check-videos`, `bert3d flow`).
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv")
+# The largest frame decoded (8K UHD, 7680x4320 pixels): a bigger one is refused before it is decoded, with an error
+# naming the file, so one hostile or mislabelled file cannot take the memory of a whole job. Override it per call
+# (``max_pixels=``), for a process with the environment variable below, or by assigning this constant.
+MAX_FRAME_PIXELS = 7680 * 4320
+MAX_FRAME_PIXELS_ENV = "BERT3D_MAX_FRAME_PIXELS"
 
 
 def is_video_file(name):
@@ -67,8 +72,31 @@ def _container_kind(path):
     return None
 
 
-def open_video(path):
-    """Opens ``path`` and returns (container, its first video stream), or raises VideoDecodeError."""
+def frame_pixel_cap(max_pixels=None):
+    """The pixel cap in force: ``max_pixels`` when given, else ``$BERT3D_MAX_FRAME_PIXELS``, else `MAX_FRAME_PIXELS`."""
+    if max_pixels is None:
+        max_pixels = os.environ.get(MAX_FRAME_PIXELS_ENV) or MAX_FRAME_PIXELS
+    try:
+        max_pixels = int(max_pixels)
+    except ValueError:
+        max_pixels = 0
+    if max_pixels < 1:
+        raise ValueError(f"the frame pixel cap must be a positive int (${MAX_FRAME_PIXELS_ENV} or max_pixels=); "
+                         f"received {max_pixels!r}")
+    return max_pixels
+
+
+def check_frame_pixels(path, width, height, max_pixels=None):
+    """A `VideoDecodeError` naming ``path`` when ``width x height`` frames exceed the pixel cap (`frame_pixel_cap`)."""
+    cap = frame_pixel_cap(max_pixels)
+    if int(width) * int(height) > cap:
+        raise VideoDecodeError(path, f"frames of {width}x{height} pixels are over the pixel cap of {cap} "
+                                     f"(8K is {MAX_FRAME_PIXELS}; raise it with ${MAX_FRAME_PIXELS_ENV})")
+
+
+def open_video(path, max_pixels=None):
+    """Opens ``path`` and returns (container, its first video stream), or raises VideoDecodeError (also for frames
+    over the pixel cap, `check_frame_pixels`, before any is decoded)."""
     av = import_av()
     path = os.fspath(path)
     if not os.path.exists(path):
@@ -92,6 +120,11 @@ def open_video(path):
     if not stream.codec_context.width or not stream.codec_context.height:
         container.close()
         raise VideoDecodeError(path, "not a video (its video stream has no frame size)")
+    try:
+        check_frame_pixels(path, stream.codec_context.width, stream.codec_context.height, max_pixels)
+    except VideoDecodeError:
+        container.close()
+        raise
     return container, stream
 
 

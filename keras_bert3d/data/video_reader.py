@@ -14,13 +14,15 @@ missing, empty, not a video, no video stream, truncated, too few frames. A file 
 frames past it says where the damage is and carries ``decodable`` (the frames before it), so a caller may
 use that part instead (`keras_bert3d.data.pipeline` does when it holds a clip).
 """
+import collections
 import os
 import typing
 
 import numpy as np
 
 from keras_bert3d.data.frame_timing import Clock, frame_table, packets_end, probe
-from keras_bert3d.data.video_container import VideoDecodeError, VideoInfo, check_frame_indices, import_av, open_video
+from keras_bert3d.data.video_container import (VideoDecodeError, VideoInfo, check_frame_indices, check_frame_pixels,
+                                              import_av, open_video)
 
 # Called as ``_frame_hook(path, frame_index)`` for every frame the decoder outputs; tests set it
 # to count decoded frames. None in normal use.
@@ -90,11 +92,27 @@ def _decoded(container, stream, clock, first, path, damage=None):
             damage.append((position + 1, str(err)))
 
 
-def _upright(frame, width, height, rotation):
+def _upright(frame, width, height, rotation, path=None):
+    if path is not None and (frame.width != width or frame.height != height):
+        check_frame_pixels(path, frame.width, frame.height)  # a stream whose frames grow past its header's size
     # threads=1: no swscale thread pool (PyAV 19 starts one per conversion by default). A pool's state copied
     # into a forked worker (keras_bert3d.data.parallel) deadlocks there, and tf.data already decodes in parallel.
     array = frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
     return np.ascontiguousarray(np.rot90(array, rotation // 90)) if rotation else array
+
+
+def _missing_error(path, missing, seen, end, damage, known):
+    """The `VideoDecodeError` for frames a clip needs that did not decode (``missing``, sorted)."""
+    stops = ([end] if end is not None else []) + [at for at, _ in damage]
+    if stops and min(stops) <= missing[-1]:
+        stop = min(stops)
+        lists = f" of the {known} it lists" if known else ""
+        detail = f" ({damage[0][1]})" if damage and damage[0][0] == stop else ""
+        return VideoDecodeError(path, f"damaged or cut at frame {stop}{lists}: frames 0-{stop - 1} decode, "
+                                      f"the clip needs index {missing[-1]}{detail}", stop)
+    if seen < missing[-1]:
+        return VideoDecodeError(path, f"has {seen + 1} frames, clip needs index {missing[-1]}", seen + 1)
+    return VideoDecodeError(path, f"frames {missing[:8]} not found (irregular timestamps)")
 
 
 def read_frames(path, indices):
@@ -135,27 +153,74 @@ def read_frames(path, indices):
                     break
                 seen = max(seen, position)
                 if position in wanted and position not in found:
-                    found[position] = _upright(frame, width, height, table.rotation)
+                    found[position] = _upright(frame, width, height, table.rotation, path)
                 if position >= last:
                     break
         except av.error.FFmpegError as err:
             raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})", seen + 1) from None
         missing = sorted(wanted - found.keys())
         if missing:
-            stops = ([end] if end is not None else []) + [at for at, _ in damage]
-            if stops and min(stops) <= missing[-1]:
-                stop = min(stops)
-                lists = f" of the {known} it lists" if known else ""
-                detail = f" ({damage[0][1]})" if damage and damage[0][0] == stop else ""
-                raise VideoDecodeError(path, f"damaged or cut at frame {stop}{lists}: frames 0-{stop - 1} decode, "
-                                             f"the clip needs index {missing[-1]}{detail}", stop)
-            if seen < missing[-1]:
-                raise VideoDecodeError(path, f"has {seen + 1} frames, clip needs index {missing[-1]}", seen + 1)
-            raise VideoDecodeError(path, f"frames {missing[:8]} not found (irregular timestamps)")
+            raise _missing_error(path, missing, seen, end, damage, known)
         out = np.empty((indices.size, *found[indices[0]].shape), np.uint8)
         for row, index in enumerate(indices.tolist()):
             out[row] = found[index]
         return out
+    finally:
+        container.close()
+
+
+def stream_clips(path, clips, transform=None):
+    """Decodes the clips ``clips`` (K, T) of 0-based frame indices in one forward pass (from the keyframe at or
+    before the first frame any clip needs) and yields ``(k, frames)`` for every clip in order, as soon as its
+    last frame has decoded: uint8 ``(T, H, W, 3)`` upright RGB, as `read_frames` gives them.
+
+    A frame is kept only until the last clip that needs it has been yielded, so memory holds about a clip's
+    frames whatever the video's length (clips in the order of their frames, as every sampling rule gives them).
+    ``transform(pixels) -> array`` (a resize to the model's frame size) runs on each kept frame as it decodes.
+
+    Raises `VideoDecodeError` as `read_frames` does, once the clips before the problem have been yielded.
+    """
+    av = import_av()
+    path = os.fspath(path)
+    rows = check_frame_indices(np.asarray(clips, dtype=np.int64))
+    if rows.ndim != 2:
+        raise ValueError(f"clips must be (K, T) frame indices; received shape {rows.shape}")
+    if not rows.size:
+        return
+    rows = rows.tolist()
+    uses = collections.Counter(i for row in rows for i in set(row))  # clips still to yield that need each frame
+    first, last = min(uses), max(uses)
+    container, stream = open_video(path)
+    try:
+        height, width = stream.codec_context.height, stream.codec_context.width
+        known = stream.frames
+        if known and last >= known:
+            raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
+        stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
+        table = frame_table(path)
+        end = packets_end(table.pts, known)
+        kept, damage, seen, k = {}, [], -1, 0
+        try:
+            for position, frame in _decoded(container, stream, Clock(stream, table.pts), first, path, damage):
+                if end is not None and position >= end:
+                    break
+                seen = max(seen, position)
+                if position in uses and position not in kept:
+                    pixels = _upright(frame, width, height, table.rotation, path)
+                    kept[position] = pixels if transform is None else np.asarray(transform(pixels))
+                while k < len(rows) and all(i in kept for i in rows[k]):
+                    yield k, np.stack([kept[i] for i in rows[k]])
+                    for i in set(rows[k]):
+                        uses[i] -= 1
+                        if not uses[i]:
+                            del uses[i], kept[i]
+                    k += 1
+                if k == len(rows) or position >= last:
+                    break
+        except av.error.FFmpegError as err:
+            raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})", seen + 1) from None
+        if k < len(rows):
+            raise _missing_error(path, sorted(i for i in uses if i not in kept), seen, end, damage, known)
     finally:
         container.close()
 
@@ -211,10 +276,11 @@ def stream_frames(path, damage=None):
                 break
             stamp = frame.pts if frame.pts is not None else clock.pts(position)
             origin = stamp if origin is None else origin
-            yield StreamedFrame(position, (stamp - origin) * time_base, _upright(frame, width, height, table.rotation))
+            yield StreamedFrame(position, (stamp - origin) * time_base,
+                                _upright(frame, width, height, table.rotation, path))
     finally:
         container.close()
 
 
 __all__ = ["StreamedFrame", "VideoDecodeError", "VideoInfo", "count_decodable_frames", "probe", "read_frames",
-           "stream_frames"]
+           "stream_clips", "stream_frames"]

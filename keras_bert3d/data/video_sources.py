@@ -113,11 +113,15 @@ def _decode_frame_files(files, channels, frame_size):
                      fn_output_signature=tf.TensorSpec([*frame_size, channels * width], tf.uint8))
 
 
-def _records(index):
+def video_records(index, shuffle, seed, reshuffle):
+    """``(path, label, num_frames or -1)`` per record of a `VideoIndex`, shuffled when ``shuffle``."""
     records = list(index)
     paths = [os.fspath(r.path) for r in records]
     counts = [int(r.num_frames) if r.num_frames else -1 for r in records]
-    return tf.data.Dataset.from_tensor_slices((paths, [int(r.label) for r in records], counts))
+    dataset = tf.data.Dataset.from_tensor_slices((paths, [int(r.label) for r in records], counts))
+    if shuffle:
+        dataset = dataset.shuffle(max(len(records), 1), seed=seed, reshuffle_each_iteration=reshuffle)
+    return dataset
 
 
 def _tfrecord_examples(pattern, modality, shuffle, seed, reshuffle, plan):
@@ -161,9 +165,7 @@ def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
         return counted_map(examples, load, lambda example, elem_seed: example["path"], CORRUPT_RECORD, plan.counter,
                            calls, deterministic)
 
-    records = _records(index)
-    if shuffle:
-        records = records.shuffle(max(len(index), 1), seed=seed, reshuffle_each_iteration=reshuffle)
+    records = video_records(index, shuffle, seed, reshuffle)
     reader = plan.video if source == "video" else plan.frames
     out_type = tf.uint8 if source == "video" else tf.string
 

@@ -23,7 +23,7 @@ import typing
 import numpy as np
 
 from keras_bert3d.data import sampling
-from keras_bert3d.data.video_reader import probe, read_frames
+from keras_bert3d.data.video_reader import probe, stream_clips
 from keras_bert3d.progress import Progress
 from keras_bert3d.serving.signatures import OUTPUT_KEYS, SCORE_KINDS
 from keras_bert3d.validation import check_choice, check_positive_int
@@ -99,14 +99,19 @@ def resize_frames(frames, frame_size):
 
 
 def clip_batches(path, indices, batch_size=4, frame_size=None):
-    """Yields uint8 ``(b, T, H, W, 3)`` batches of the clips ``indices`` (K, T), decoding one clip at a time;
-    ``frame_size=[H, W]``: resized here (`resize_frames`)."""
+    """Yields uint8 ``(b, T, H, W, 3)`` batches of the clips ``indices`` (K, T), decoded in one forward pass a clip
+    at a time (`stream_clips`: memory holds a batch of clips whatever the video's length); ``frame_size=[H, W]``:
+    each frame resized as it decodes (`resize_frames`)."""
     batch_size = check_positive_int("batch_size", int(batch_size))
-    for start in range(0, len(indices), batch_size):
-        clips = [read_frames(path, row) for row in indices[start:start + batch_size]]
-        if frame_size is not None:
-            clips = [resize_frames(c, frame_size) for c in clips]
-        yield np.stack(clips)
+    resize = None if frame_size is None else (lambda pixels: resize_frames(pixels, frame_size))
+    batch = []
+    for _, clip in stream_clips(path, indices, resize):
+        batch.append(clip)
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
 
 
 def clip_progress(description, enabled=True, batch_size=1):

@@ -52,10 +52,11 @@ def build_test_index(config, modality="rgb", limit=None):
 
 
 def predict_videos(model, dataset, view_batch_size=10, num_videos=None, progress=True):
-    """Mean raw logits per video of a test-mode dataset (elements ``(views (N, T, S, S, C), label)``).
+    """Mean raw logits per video of a test-mode dataset: elements ``(views (N, T, S, S, C), label)`` (one per
+    video), or ``(views, label, keys)`` (one per clip, ``test_elements="clip"``: what `evaluate_stream` streams).
 
-    The views of consecutive videos are streamed through the model in batches of ``view_batch_size``
-    (inference mode), then averaged per video; a video's views never need to fit in one batch.
+    The views are streamed through the model in batches of ``view_batch_size`` (inference mode), then averaged
+    per video in the video's crop-major view order; a video's views never need to fit in one batch.
 
     Returns:
         ``(logits float64 (videos, classes), labels int64 (videos,), views int64 (videos,))``.
@@ -67,32 +68,56 @@ def predict_videos(model, dataset, view_batch_size=10, num_videos=None, progress
 
     check_positive_int("view_batch_size", view_batch_size)
 
-    def expand(video, element):
-        views, label = element
-        count = tf.shape(views)[0]
-        return views, tf.fill([count], tf.cast(video, tf.int64)), tf.fill([count], tf.cast(label, tf.int64))
+    if len(dataset.element_spec) == 2:  # one element per video: keys [video, attempt 0, view, views]
+        def expand(video, element):
+            views, label = element
+            count = tf.cast(tf.shape(views)[0], tf.int64)
+            keys = tf.stack([tf.fill([count], video), tf.zeros([count], tf.int64), tf.range(count),
+                             tf.fill([count], count)], axis=1)
+            return views, tf.fill([count], tf.cast(label, tf.int64)), keys
 
-    batches = dataset.enumerate().map(expand).unbatch().batch(view_batch_size).prefetch(1)
+        views = dataset.enumerate().map(expand)
+    else:
+        views = dataset.map(lambda clip_views, label, keys: (
+            clip_views, tf.fill([tf.shape(clip_views)[0]], tf.cast(label, tf.int64)), keys))
+    batches = views.unbatch().batch(view_batch_size).prefetch(1)
     forward = backend.inference_function(model)
-    chunks, ids, labels, seen = [], [], [], 0
+    chunks, labels, keys, arrived = [], [], [], {}
     with Progress(num_videos or 0, "evaluating", enabled=progress) as bar:  # 0: a count without a total
-        for views, video_ids, video_labels in batches:
-            chunks.append(forward(views))
-            ids.append(video_ids.numpy())
-            labels.append(video_labels.numpy())
-            done = int(ids[-1][-1])  # videos before the last one in this batch are complete
-            if done > seen:
-                bar.update(done - seen)
-                seen = done
-        bar.update((int(ids[-1][-1]) + 1 if ids else 0) - seen)
+        for batch_views, batch_labels, batch_keys in batches:
+            chunks.append(forward(batch_views))
+            labels.append(batch_labels.numpy())
+            keys.append(batch_keys.numpy())
+            for video, attempt, _, total in keys[-1].tolist():
+                arrived[video, attempt] = arrived.get((video, attempt), 0) + 1
+                if arrived[video, attempt] == total:
+                    bar.update(1)
     if not chunks:
         raise ValueError("the test dataset gave no video (all skipped, or an empty index)")
-    ids, labels = np.concatenate(ids), np.concatenate(labels)
-    count = int(ids[-1]) + 1
-    logits = evaluation.segment_mean(np.concatenate(chunks), ids, count)
-    video_labels = np.zeros(count, np.int64)
-    video_labels[ids] = labels
-    return logits, video_labels, np.bincount(ids, minlength=count).astype(np.int64)
+    return _video_means(np.concatenate(chunks), np.concatenate(labels), np.concatenate(keys))
+
+
+def _video_means(view_logits, labels, keys):
+    """Per video, the highest attempt whose views all arrived (`keras_bert3d.data.clip_stream`), its views in
+    crop-major order: ``(logits, labels, views)`` as `predict_videos` returns them."""
+    video, attempt, view, total = keys.T
+    counts = {}
+    for pair in zip(video.tolist(), attempt.tolist()):
+        counts[pair] = counts.get(pair, 0) + 1
+    final = {}
+    for (v, a), count in counts.items():
+        if count == total[(video == v) & (attempt == a)][0]:
+            final[v] = max(final.get(v, -1), a)
+    if not final:
+        raise ValueError("the test dataset gave no complete video (all skipped)")
+    videos = np.array(sorted(final), np.int64)
+    kept = np.flatnonzero(np.isin(video, videos) & (attempt == np.array([final.get(v, -1) for v in video.tolist()])))
+    kept = kept[np.lexsort((view[kept], video[kept]))]  # each video's views in the order the reference stacks them
+    ids = np.searchsorted(videos, video[kept])
+    logits = evaluation.segment_mean(view_logits[kept], ids, len(videos))
+    video_labels = np.zeros(len(videos), np.int64)
+    video_labels[ids] = labels[kept]
+    return logits, video_labels, np.bincount(ids, minlength=len(videos)).astype(np.int64)
 
 
 def _video_key(record):
@@ -113,7 +138,7 @@ def evaluate_stream(model, config, clips="cover", crops=10, view_batch_size=10, 
     data = config["data"]
     dataset, counter = counted_dataset(index, preprocessing, mode="test", source=data.get("source", "auto"),
                                        strict=bool(data.get("strict", False)), clips_per_video=clips,
-                                       crops_per_clip=crops)
+                                       crops_per_clip=crops, test_elements="clip")
     records = None if isinstance(index, (str, os.PathLike)) else list(index)
     logits, labels, views = predict_videos(model, dataset, view_batch_size,
                                            len(records) if records is not None else None, progress)

@@ -3,13 +3,15 @@ import os
 
 
 def add_arguments(parser):
+    from keras_bert3d.data.frame_folders import FRAME_LAYOUTS  # light: the modalities without TensorFlow
+
     parser.add_argument("dataset", help="ucf101, hmdb51, kinetics, frames, folders or csv (as `bert3d index`)")
     parser.add_argument("root", help="the dataset folder (csv: the CSV file)")
     parser.add_argument("out_dir", help="the folder for the shards and <subset>-manifest.json")
     parser.add_argument("--annotations", help="the annotation folder or file (see `bert3d index`)")
     parser.add_argument("--split", type=int, default=1, help="1, 2 or 3 (default 1)")
     parser.add_argument("--subset", default="train", help="train or test (kinetics: val, test); the shard prefix")
-    parser.add_argument("--modality", choices=("rgb", "flow"), help="default: the preset's, else rgb")
+    parser.add_argument("--modality", choices=tuple(FRAME_LAYOUTS), help="default: the preset's, else rgb")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--preset", help="resize frames to this preset's frame size (e.g. rgb_r2plus1d_32f_34_bert10)")
     size.add_argument("--frame-size", help="resize frames to HxW, e.g. 128x170 (default: keep the size)")

@@ -21,6 +21,8 @@ COMMANDS = {
     "to-tfrecord": ("keras_bert3d.cli.to_tfrecord", "write a dataset index as TFRecord shards (parallel, resumable)",
                     False),
     "flow": ("keras_bert3d.cli.flow", "extract TV-L1 optical flow into the reference's frame folders", False),
+    "models-config": ("keras_bert3d.cli.models_config",
+                      "write TF Serving's models.config for the exports of a folder (versions, labels)", False),
     "export": ("keras_bert3d.cli.export", "export a .keras model as a TF Serving SavedModel (+ ONNX / LiteRT)", True),
     "predict": ("keras_bert3d.cli.predict", "classify a video file: top classes (multi-clip), --explain attention PNG",
                 True),

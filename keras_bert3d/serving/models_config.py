@@ -4,7 +4,7 @@
 and `write_models_config` writes the ``ModelServerConfig`` text proto (tensorflow-serving-api's
 ``model_server_config_pb2``) that serves them from the container path they are mounted at::
 
-    python -m keras_bert3d.serving.models_config saved_models --all-versions --label stable=NAME:1
+    bert3d models-config saved_models --all-versions --label stable=NAME:1
     docker run --rm -p 8500:8500 -p 8501:8501 -v "$PWD/saved_models:/models" tensorflow/serving \\
         --model_config_file=/models/models.config --model_config_file_poll_wait_seconds=60
 
@@ -12,7 +12,6 @@ Version policy per model: the versions listed (``specific``), every version on d
 Serving's default, the latest only (``None``). Version labels (``stable``, ``canary``) must name served
 versions; clients then ask for ``/v1/models/<name>/labels/<label>``.
 """
-import argparse
 import os
 import re
 
@@ -102,35 +101,8 @@ def config_for_exports(root, all_versions=False, container_root=CONTAINER_ROOT, 
     return {name: (versions if all_versions else None) for name, versions in found.items()}
 
 
-def _label(text):
-    match = re.fullmatch(r"([A-Za-z0-9_\-]+)=([A-Za-z0-9_.\-]+):(\d+)", text)
-    if not match:
-        raise argparse.ArgumentTypeError(f"a label is LABEL=MODEL:VERSION; received {text!r}")
-    return match.group(2), match.group(1), int(match.group(3))
+if __name__ == "__main__":  # the command line lives in cli/ (`bert3d models-config`); this keeps `python -m` working
+    import importlib
+    import sys
 
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write TF Serving's models.config for the exports under ROOT.")
-    parser.add_argument("root", help="the exports' folder (saved_models), mounted at --container-root")
-    parser.add_argument("-o", "--output", help=f"default ROOT/{CONFIG_NAME}")
-    parser.add_argument("--container-root", default=CONTAINER_ROOT)
-    parser.add_argument("--all-versions", action="store_true", help="serve every version (default: latest)")
-    parser.add_argument("--label", type=_label, action="append", default=[], help="LABEL=MODEL:VERSION")
-    args = parser.parse_args(argv)
-    models = config_for_exports(args.root, args.all_versions)
-    labels = {}
-    for model, label, version in args.label:
-        labels.setdefault(model, {})[label] = version
-    on_disk = scan_exports(args.root)
-    for model in labels:  # a labelled model serves every version on disk, so its labels can point at any
-        if model in models:
-            models[model] = on_disk[model]
-    path = write_models_config(args.output or os.path.join(args.root, CONFIG_NAME), models, args.container_root,
-                               labels)
-    served = ", ".join(f"{name} {versions or 'latest'}" for name, versions in models.items())
-    print(f"wrote {path}: {served}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(importlib.import_module("keras_bert3d.cli").main(["models-config", *sys.argv[1:]]))

@@ -58,9 +58,15 @@ def test_scan_exports_finds_versions_with_a_saved_model(tmp_path):
         mc.config_for_exports(str(root / "empty"))
 
 
+def _command(argv):
+    from keras_bert3d.cli import main
+
+    return main(["models-config", *argv])
+
+
 def test_command_writes_the_config_next_to_the_exports(tmp_path, capsys):
     root = _fake_exports(tmp_path / "saved_models", {"a": [1, 2], "b": [3]})
-    assert mc.main([str(root), "--label", "stable=a:1"]) == 0
+    assert _command([str(root), "--label", "stable=a:1"]) == 0
     config = mc.read_models_config(str(root / mc.CONFIG_NAME))
     entries = {c.name: c for c in config.model_config_list.config}
     assert list(entries["a"].model_version_policy.specific.versions) == [1, 2]  # labelled: every version
@@ -68,8 +74,8 @@ def test_command_writes_the_config_next_to_the_exports(tmp_path, capsys):
     assert entries["b"].model_version_policy.WhichOneof("policy_choice") is None
     assert "wrote" in capsys.readouterr().out
     out = tmp_path / "other.config"
-    assert mc.main([str(root), "-o", str(out), "--all-versions", "--container-root", "/m"]) == 0
+    assert _command([str(root), "-o", str(out), "--all-versions", "--container-root", "/m"]) == 0
     entries = {c.name: c for c in mc.read_models_config(str(out)).model_config_list.config}
     assert entries["b"].base_path == "/m/b" and list(entries["b"].model_version_policy.specific.versions) == [3]
     with pytest.raises(SystemExit):
-        mc.main([str(root), "--label", "stable"])
+        _command([str(root), "--label", "stable"])

@@ -68,6 +68,7 @@ the peer by its TF_CONFIG address and task index; starting all the workers again
 resumes from ``backup/``.
 """
 import json
+import logging
 import os
 import time
 
@@ -80,6 +81,8 @@ from keras_bert3d.training.callbacks import RunFolderCallbacks
 from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
 from keras_bert3d.training.strategies import reports_lost_workers, worker_info
 from keras_bert3d.validation import check_int_at_least, check_open_unit
+
+log = logging.getLogger(__name__)
 
 
 @reports_lost_workers
@@ -138,9 +141,8 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
     write_dir = backup_dir if chief else os.path.join(run_dir, run_folder.worker_temp(task_type, task_id),
                                                       run_folder.BACKUP)
     manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=max_checkpoints)
-    resumed, latest = None, tf.train.latest_checkpoint(backup_dir)
+    resumed, latest = None, restore_newest_readable(checkpoint, backup_dir)
     if latest:
-        checkpoint.restore(latest).assert_existing_objects_matched()
         resumed = {k: int(state[k].numpy()) for k in ("epoch", "step_in_epoch", "global_step")}
         saved = json.loads(state["callback_states"].numpy().decode())
         for name, callback in folder.stateful.items():
@@ -231,6 +233,46 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
             "best_val_top1": best.best if best and val_ds_fn is not None else None,
             "epochs_run": int(state["epoch"].numpy()), "global_step": int(state["global_step"].numpy()),
             "resumed_from": resumed, "bad_videos": total_bad, "is_chief": chief}
+
+
+def _checkpoint_prefixes(backup_dir):
+    """The checkpoint prefixes in ``backup_dir``, newest first: those the ``checkpoint`` index lists, else (an
+    unreadable index) every ``ckpt-<n>.index`` found, by number."""
+    try:
+        listed = tf.train.get_checkpoint_state(backup_dir)
+    except (tf.errors.OpError, ValueError):  # a torn or empty index (text proto)
+        listed = None
+    if listed is not None and listed.all_model_checkpoint_paths:
+        paths = [p if os.path.isabs(p) else os.path.join(backup_dir, p) for p in listed.all_model_checkpoint_paths]
+        return paths[::-1]
+    if not os.path.isdir(backup_dir):
+        return []
+    numbers = sorted((int(name[5:-6]) for name in os.listdir(backup_dir)
+                      if name.startswith("ckpt-") and name.endswith(".index") and name[5:-6].isdigit()), reverse=True)
+    return [os.path.join(backup_dir, f"ckpt-{n}") for n in numbers]
+
+
+def restore_newest_readable(checkpoint, backup_dir):
+    """Restores the newest checkpoint of ``backup_dir`` that reads whole and returns its prefix (None: none).
+
+    TensorFlow writes a checkpoint's files, renames its ``checkpoint`` index, and only then can they be
+    fsynced (`_fsync_checkpoint`): a power loss in between can leave the newest one torn. Then the one before it
+    (the manager keeps ``max_checkpoints``) is restored instead, with a warning naming both; every worker reads
+    the same shared folder, so all fall back alike."""
+    failed = []
+    for prefix in _checkpoint_prefixes(backup_dir):
+        try:
+            checkpoint.restore(prefix).assert_existing_objects_matched()
+        except (tf.errors.OpError, ValueError, AssertionError) as err:
+            failed.append(f"{prefix} ({type(err).__name__})")
+            continue
+        if failed:
+            log.warning("the newest backup could not be read: %s; resumed from %s instead", "; ".join(failed), prefix)
+        return prefix
+    if failed:
+        raise ValueError(f"no backup in {backup_dir} can be read: {'; '.join(failed)}. Move {backup_dir} away to "
+                         "start over")
+    return None
 
 
 def _fsync_checkpoint(prefix):

@@ -222,3 +222,34 @@ def test_bert3d_train_into_a_locked_run_folder_says_so(tmp_path, capsys):
     error = capsys.readouterr().err
     assert error.startswith("bert3d train: error: the run folder") and "train.lock" in error
     assert f"pid {os.getpid()}" in error
+
+
+def test_a_torn_newest_custom_loop_backup_falls_back_to_the_one_before(tmp_path, caplog):
+    """TensorFlow renames its ``checkpoint`` index before the files can be fsynced: a torn newest checkpoint
+    (a power loss) is skipped with a warning and the previous one restored; none readable is a clear error."""
+    import tensorflow as tf
+
+    from keras_bert3d.training.distributed import restore_newest_readable
+
+    value = tf.Variable([1.0, 2.0, 3.0])
+    manager = tf.train.CheckpointManager(tf.train.Checkpoint(value=value), str(tmp_path), max_to_keep=2)
+    first = manager.save()
+    value.assign([4.0, 5.0, 6.0])
+    newest = manager.save()
+    target = tf.Variable([0.0, 0.0, 0.0])
+    assert restore_newest_readable(tf.train.Checkpoint(value=target), str(tmp_path)) == newest
+    assert target.numpy().tolist() == [4.0, 5.0, 6.0]
+    for name in os.listdir(tmp_path):  # tear the newest: its index is cut short
+        if name.startswith(os.path.basename(newest) + ".index"):
+            with open(tmp_path / name, "r+b") as f:
+                f.truncate(7)
+    with caplog.at_level("WARNING"):
+        assert restore_newest_readable(tf.train.Checkpoint(value=target), str(tmp_path)) == first
+    assert target.numpy().tolist() == [1.0, 2.0, 3.0] and os.path.basename(newest) in caplog.text
+    for name in os.listdir(tmp_path):
+        if name.startswith(os.path.basename(first) + ".index"):
+            with open(tmp_path / name, "r+b") as f:
+                f.truncate(7)
+    with pytest.raises(ValueError, match="no backup in .* can be read"):
+        restore_newest_readable(tf.train.Checkpoint(value=target), str(tmp_path))
+    assert restore_newest_readable(tf.train.Checkpoint(value=target), str(tmp_path / "empty")) is None

@@ -1,8 +1,11 @@
 """One training step, and one step over 2 accumulated micro-batches, against the reference code's own
 (tests/fixtures/step_*.npz, made by bench/make_step_fixtures.py from the reference's BERT5 head, R(2+1)D stem,
-fc_action and opt/AdamW.py in float64): the recipe's optimizer and loss from the same weights, per tensor, and
-the BatchNorm running statistics."""
+I3D Conv3d_1a + Inception module, SlowFast s1 + s1_fuse + s2, fc_action and opt/AdamW.py in float64): the
+recipe's optimizer and loss from the same weights, per tensor, and the BatchNorm running statistics."""
+import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -68,13 +71,60 @@ def _stem(arrays):
     fc = keras.layers.Dense(5, name="fc_action")
     pooled = keras.layers.GlobalAveragePooling3D()(backbone.get_layer("stem_relu_temporal").output)
     model = keras.Model(backbone.input, fc(pooled))
-    weights = WeightMap()
-    for key, (variable, transform) in backbone_weight_map(backbone).entries.items():
-        if key.startswith("features.0."):
-            weights.add(key, variable, transform)
+    weights = _subset(backbone_weight_map(backbone), ("features.0.",))
     weights.extend(_dense_map(fc))
+    _load(weights, arrays)
+    return model, weights
+
+
+def _subset(weight_map, prefixes):
+    """The entries of ``weight_map`` under ``prefixes``, as a new WeightMap."""
+    weights = WeightMap()
+    for key, (variable, transform) in weight_map.entries.items():
+        if key.startswith(prefixes):
+            weights.add(key, variable, transform)
+    return weights
+
+
+def _load(weights, arrays):
     report = weights.load({k[2:]: arrays[k] for k in arrays.files if k.startswith("w:")}, strict=True)
     assert not report.missing and not report.unexpected
+
+
+def _i3d(arrays):
+    """I3D's Conv3d_1a (Unit3D, 3 -> 8), MaxPool3d_2a and an InceptionModule (BatchNorm eps 1e-3, Keras
+    momentum 0.99 = torch's 0.01), average-pooled into fc_action; returns (model, reference key map)."""
+    from keras_bert3d.convert.i3d import inception_map, unit_map
+    from keras_bert3d.layers.inception_module import InceptionModule
+    from keras_bert3d.layers.unit3d import Unit3D
+
+    clip = keras.Input((8, 32, 32, 3))
+    conv = Unit3D(8, 7, strides=2, name="conv3d_1a")
+    pooled = keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), padding="same")(conv(clip))
+    inception = InceptionModule([4, 4, 8, 2, 4, 4], name="mixed")
+    fc = keras.layers.Dense(5, name="fc_action")
+    model = keras.Model(clip, fc(keras.layers.GlobalAveragePooling3D()(inception(pooled))))
+    weights = unit_map(conv, "features.0")
+    weights.extend(inception_map(inception, "features.2"))
+    weights.extend(_dense_map(fc))
+    _load(weights, arrays)
+    return model, weights
+
+
+def _slowfast(arrays):
+    """SlowFast's stems, first fuse and s2 (our backbone at slow width 16, one block per stage), both pathways
+    average-pooled and concatenated slow first into fc_action; returns (model, reference key map)."""
+    from keras_bert3d.backbones.slowfast_backbone import SlowFastBackbone
+    from keras_bert3d.convert.slowfast import backbone_weight_map
+
+    backbone = SlowFastBackbone(slow_width=16, stage_blocks=[1, 1, 1, 1], num_frames=16, image_size=24)
+    pooled = [keras.layers.GlobalAveragePooling3D()(backbone.stage_outputs[f"{pathway}_stage1"])
+              for pathway in ("slow", "fast")]
+    fc = keras.layers.Dense(5, name="fc_action")
+    model = keras.Model(backbone.input, fc(keras.layers.Concatenate()(pooled)))
+    weights = _subset(backbone_weight_map(backbone), ("model.s1.", "model.s1_fuse.", "model.s2."))
+    weights.extend(_dense_map(fc))
+    _load(weights, arrays)
     return model, weights
 
 
@@ -119,19 +169,66 @@ def test_keras_adamw_misses_the_reference_step(float64):
     assert max(errors.values()) > 0.5  # measured 0.90: steps of tensors with small gradients
 
 
-@pytest.mark.parametrize("tag, batches", [("one", [0]), ("acc", [0, 1])])
-def test_stem_step_and_batch_norm_statistics_equal_the_reference(float64, tag, batches):
-    """Convolutions and BatchNorm in training mode: the weights' steps and the running statistics, which move
-    on every micro-batch (PyTorch's unbiased variance, momentum 0.9 in torch's convention)."""
-    arrays = np.load(os.path.join(FIXTURES, "step_r2plus1d_stem.npz"))
-    weights = _train(arrays, "adamw", batches, build=_stem, channels_last=True)
-    errors = _relative_step_errors(arrays, weights, tag)
-    assert len(errors) == 8
-    worst = max(errors, key=errors.get)
-    assert errors[worst] < 1e-3, (worst, errors[worst])  # measured 3.8e-5 (one step), 2.8e-4 (accumulated)
-    statistics = [key for key in weights.entries if key.endswith(STATISTICS)]
-    assert len(statistics) == 4
-    for key in statistics:
-        ours, reference = np.asarray(weights.entries[key][0]), arrays[f"{tag}:{key}"]
-        assert not np.allclose(reference, arrays[f"w:{key}"])  # they moved
-        assert np.max(np.abs(ours - reference)) <= 1e-6 * np.max(np.abs(reference)), key  # measured 3.8e-8
+# name: (sub-model, weight tensors, BatchNorm statistics). Measured max relative step error (one step,
+# accumulated) and statistics error: R(2+1)D 3.8e-5, 2.8e-4, 3.8e-8; I3D 2.1e-4, 1.3e-4, 5.2e-8; SlowFast
+# 5.4e-5, 2.8e-4, 4.2e-8.
+BACKBONES = {
+    "r2plus1d_stem": (_stem, 8, 4),
+    "i3d_inception": (_i3d, 23, 14),
+    "slowfast_s1_s2": (_slowfast, 35, 22),
+}
+
+
+TAGS = {"one": [0], "acc": [0, 1]}
+# TensorFlow has no float64 MaxPool3D kernel (I3D's and SlowFast's max-pools): those sub-models take their float64
+# steps on JAX (x64 on), the same layers and optimizer, in a subprocess that runs this file.
+ON_JAX = ("i3d_inception", "slowfast_s1_s2")
+_JAX_RESULTS = {}
+
+
+def _backbone_errors(name):
+    """{tag: (worst key, its relative step error, max relative statistics error, #weights, #statistics)}, after
+    training the sub-model ``name`` from the fixture's weights; statistics that did not move count as errors."""
+    build = BACKBONES[name][0]
+    arrays = np.load(os.path.join(FIXTURES, f"step_{name}.npz"))
+    results = {}
+    for tag, batches in TAGS.items():
+        weights = _train(arrays, "adamw", batches, build=build, channels_last=True)
+        errors = _relative_step_errors(arrays, weights, tag)
+        worst = max(errors, key=errors.get)
+        statistics = [key for key in weights.entries if key.endswith(STATISTICS)]
+        moved = [np.inf if np.allclose(arrays[f"{tag}:{key}"], arrays[f"w:{key}"]) else
+                 float(np.max(np.abs(np.asarray(weights.entries[key][0]) - arrays[f"{tag}:{key}"]))
+                       / np.max(np.abs(arrays[f"{tag}:{key}"]))) for key in statistics]
+        results[tag] = (worst, errors[worst], max(moved), len(errors), len(statistics))
+    return results
+
+
+def _errors_on_jax(name):
+    if name not in _JAX_RESULTS:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        env = dict(os.environ, KERAS_BACKEND="jax", JAX_ENABLE_X64="1", JAX_PLATFORMS="cpu", CUDA_VISIBLE_DEVICES="",
+                   TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), name], env=env, capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stderr[-3000:]
+        _JAX_RESULTS[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    return _JAX_RESULTS[name]
+
+
+@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("tag", list(TAGS))
+def test_backbone_step_and_batch_norm_statistics_equal_the_reference(float64, name, tag):
+    """Convolutions, max-pools and BatchNorm in training mode: the weights' steps and the running statistics,
+    which move on every micro-batch (PyTorch's unbiased variance, each backbone's epsilon and momentum)."""
+    results = _errors_on_jax(name) if name in ON_JAX else _backbone_errors(name)
+    worst, error, statistics_error, num_weights, num_statistics = results[tag]
+    print(name, tag, "step", worst, error, "statistics", statistics_error)
+    assert (num_weights, num_statistics) == BACKBONES[name][1:]
+    assert error < 1e-3, (worst, error)  # issue 19 asks for 1e-2
+    assert statistics_error <= 1e-6  # they moved, and as the reference's
+
+
+if __name__ == "__main__":  # one sub-model's float64 steps on this process's backend (see ON_JAX)
+    keras.config.set_dtype_policy("float64")
+    print(json.dumps(_backbone_errors(sys.argv[1])))

@@ -4,6 +4,7 @@ import keras
 from keras_bert3d.backbones.backbone import FEATURE_REDUCTIONS, Backbone, clip_input
 from keras_bert3d.backbones.i3d_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.inception_module import BRANCH_NAMES, InceptionModule
+from keras_bert3d.layers.max_pooling3d import MaxPooling3D
 from keras_bert3d.layers.unit3d import Unit3D
 from keras_bert3d.presets.registry import register_presets
 from keras_bert3d.validation import (check_bn_args, check_choice, check_divisible, check_positive_int,
@@ -126,7 +127,7 @@ class I3DBackbone(Backbone):
                 layer = Unit3D(stem_widths[name], kernel, stride, name=name, **bn)
             elif name in POOLS:
                 pool, strides = POOLS[name]
-                layer = keras.layers.MaxPooling3D(pool, strides=strides, padding="same",
+                layer = MaxPooling3D(pool, strides=strides, padding="same",
                                                   data_format="channels_last", name=name, dtype=bn["dtype"])
             else:
                 stage = int(name[len("mixed_")]) - 2  # mixed_3* -> stage 1 ... mixed_5* -> stage 3

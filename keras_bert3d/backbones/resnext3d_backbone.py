@@ -5,6 +5,7 @@ from keras_bert3d.backbones.backbone import FEATURE_REDUCTIONS, Backbone, clip_i
 from keras_bert3d.backbones.resnext3d_presets import backbone_presets, reference_params_51
 from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
+from keras_bert3d.layers.max_pooling3d import MaxPooling3D
 from keras_bert3d.presets.registry import register_presets
 from keras_bert3d.validation import (check_bn_args, check_choice, check_positive_int, check_positive_ints,
                                      remat_stages)
@@ -95,7 +96,7 @@ class ResNeXt3DBackbone(Backbone):
                                name="stem_bn", dtype=dtype)(x)
         x = keras.layers.ReLU(name="stem_relu", dtype=dtype)(x)
         x = keras.layers.ZeroPadding3D(POOL_SIZE // 2, name="stem_pool_pad", dtype=dtype)(x)
-        x = keras.layers.MaxPool3D(POOL_SIZE, strides=POOL_STRIDE, padding="valid",
+        x = MaxPooling3D(POOL_SIZE, strides=POOL_STRIDE, padding="valid",
                                    name="stem_pool", dtype=dtype)(x)
         stage_outputs = {"stem": x}
 

@@ -6,6 +6,7 @@ from keras_bert3d.backbones.slowfast_presets import backbone_presets, reference_
 from keras_bert3d.layers.batch_normalization import BatchNormalization
 from keras_bert3d.layers.bottleneck3d import Bottleneck3D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
+from keras_bert3d.layers.max_pooling3d import MaxPooling3D
 from keras_bert3d.layers.temporal_subsample import TemporalSubsample
 from keras_bert3d.presets.registry import register_presets
 from keras_bert3d.validation import (check_choice, check_divisible, check_positive_int, check_positive_ints,
@@ -33,7 +34,7 @@ def _apply_stem(x, pathway, kernel, filters, bn_epsilon, bn_momentum, dtype):
     x = keras.layers.ReLU(name=f"{pathway}_stem_relu", dtype=dtype)(x)
     # Zero padding equals PyTorch's -inf padding here: the input is >= 0 after the ReLU.
     x = keras.layers.ZeroPadding3D(((0, 0), (1, 1), (1, 1)), name=f"{pathway}_stem_pool_pad", dtype=dtype)(x)
-    return keras.layers.MaxPooling3D((1, 3, 3), strides=(1, 2, 2), padding="valid",
+    return MaxPooling3D((1, 3, 3), strides=(1, 2, 2), padding="valid",
                                      name=f"{pathway}_stem_pool", dtype=dtype)(x)
 
 

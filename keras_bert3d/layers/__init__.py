@@ -7,6 +7,7 @@ from keras_bert3d.layers.conv2plus1d import Conv2Plus1D
 from keras_bert3d.layers.fast_to_slow_fusion import FastToSlowFusion
 from keras_bert3d.layers.inception_module import InceptionModule
 from keras_bert3d.layers.lstm_pooling import LSTMPooling
+from keras_bert3d.layers.max_pooling3d import MaxPooling3D
 from keras_bert3d.layers.non_local_block import NonLocalBlock
 from keras_bert3d.layers.r2plus1d_block import R2Plus1DBlock
 from keras_bert3d.layers.reference_layer_norm import ReferenceLayerNorm
@@ -16,6 +17,6 @@ from keras_bert3d.layers.unit3d import Unit3D
 
 __all__ = [
     "BatchNormalization", "BERTPooling", "Bottleneck3D", "ChannelMajorFlatten", "Conv2Plus1D", "FastToSlowFusion",
-    "InceptionModule", "LSTMPooling", "NonLocalBlock", "R2Plus1DBlock", "ReferenceLayerNorm", "TemporalSubsample",
+    "InceptionModule", "LSTMPooling", "MaxPooling3D", "NonLocalBlock", "R2Plus1DBlock", "ReferenceLayerNorm", "TemporalSubsample",
     "TemporalTokens", "Unit3D",
 ]

@@ -2,6 +2,7 @@
 import keras
 from keras import ops
 
+from keras_bert3d.layers.max_pooling3d import MaxPooling3D
 from keras_bert3d.layers.recompute import block_call
 from keras_bert3d.layers.unit3d import Unit3D
 from keras_bert3d.validation import check_bn_args, check_bool, check_positive_ints
@@ -57,7 +58,7 @@ class InceptionModule(keras.layers.Layer):
             unit = Unit3D(filters, kernel, bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, name=name,
                           dtype=self.dtype_policy)
             setattr(self, name, unit)
-        self.b3a = keras.layers.MaxPooling3D(POOL_SIZE, strides=1, padding="same",
+        self.b3a = MaxPooling3D(POOL_SIZE, strides=1, padding="same",
                                              data_format="channels_last", name="b3a",
                                              dtype=self.dtype_policy)
 

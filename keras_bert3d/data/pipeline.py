@@ -26,9 +26,11 @@ import tensorflow as tf
 
 from keras_bert3d.data import sampling, transforms
 from keras_bert3d.data.bad_videos import BadVideoCounter
-from keras_bert3d.data.clip_stream import TEST_ELEMENTS, test_frames, view_keys
+from keras_bert3d.data.clip_stream import TEST_ELEMENTS, stream_cycle, test_frames, view_keys
 from keras_bert3d.data.video_sources import ClipPlan, load_frames
 from keras_bert3d.validation import check_choice, check_positive_int
+
+CLIP_STREAM_RAM_BUDGET = 1 << 30  # bytes tf.data's autotuning may buffer in the clip-by-clip test stream
 
 MODES = ("train", "val", "test")
 SOURCES = ("auto", "video", "frames", "tfrecord")
@@ -169,12 +171,16 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
     else:
         dataset = load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle, calls, deterministic)
     if mode == "test" and test_elements == "clip":
+        # Bounded buffers: a clip's views (crops x T x crop² float32) are megabytes, and tf.data's autotuning
+        # may grow AUTOTUNE buffers with the machine's RAM; memory must not depend on the video or the load.
         dataset = dataset.map(lambda frames, label, elem_seed, position: (
             _clip_views(frames, prep, crops_per_clip), tf.cast(label, tf.int32), view_keys(position, crops_per_clip)),
-            num_parallel_calls=calls, deterministic=True)
+            num_parallel_calls=stream_cycle(calls), deterministic=True)
         if source != "video" and not strict:
             dataset = dataset.ignore_errors(log_warning=True)
-        return InputPipeline(dataset.prefetch(tf.data.AUTOTUNE), counter)
+        options = tf.data.Options()
+        options.autotune.ram_budget = CLIP_STREAM_RAM_BUDGET
+        return InputPipeline(dataset.prefetch(2).with_options(options), counter)
     dataset = dataset.map(lambda frames, label, elem_seed: (
         _transform(frames, elem_seed, mode, prep, num_views, crops_per_clip), tf.cast(label, tf.int32), elem_seed),
         num_parallel_calls=calls, deterministic=deterministic)

@@ -48,7 +48,9 @@ ALLOW_EMPTY = || { status=$$?; test $$status -eq 5 || exit $$status; }
 test: $(STAMP)
 	$(PYTEST) -n 2 -m "not full and not full_export" $(PYTEST_ARGS) tests $(ALLOW_EMPTY)
 
+# The full tier includes the no-TensorFlow import test and bench_device's smoke run, which run on JAX.
 test-full: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[jax]"
 	$(PYTEST) -n 2 -m "full or full_export" $(PYTEST_ARGS) tests $(ALLOW_EMPTY)
 
 # The cross-backend tests (tests/backends): every preset at tiny size on JAX and PyTorch against TensorFlow,

@@ -15,12 +15,19 @@ PRESET = "rgb_r2plus1d_32f_34_bert10"
 TINY = dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1], stage_filters=[8, 8, 16, 16],
             stem_filters=[6, 8], num_heads=2)
 PEAK_LIMIT = 3 * 2**30
-# Runs `bert3d evaluate` in this process and prints its peak resident memory (bytes) last.
+# Runs `bert3d evaluate` in this process and prints its peak resident memory (bytes) last: VmHWM, the high-water
+# mark of this process's own memory. (ru_maxrss is not: Linux carries the parent's peak across fork/vfork + exec,
+# so a child of a pytest worker that had built full-size models "peaked" at the worker's 6-7 GiB.)
 _CHILD = """
 import resource, sys
 from keras_bert3d.cli import main
 code = main(sys.argv[1:])
-print("peak", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+try:
+    with open("/proc/self/status") as f:
+        peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print("peak", peak)
 sys.exit(code)
 """
 

@@ -104,6 +104,7 @@ def check_positive_number(name, value):
     """``value`` must be a number > 0 (int or float, not a bool); returns it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"`{name}` must be > 0; received {name}={value!r}")
+    return value
 
 
 def is_int(value):
@@ -117,10 +118,8 @@ def is_number(value):
 
 
 def check_int_at_least(name, value, minimum):
-    """``value`` must be None or an int >= ``minimum``."""
-    if value is not None and (not is_int(value) or value < minimum):
-        raise ValueError(f"{name} must be an int >= {minimum}; received {name}={value!r}")
-    return value
+    """``value`` must be None or an int >= ``minimum`` (`check_int_range` without an upper bound)."""
+    return None if value is None else check_int_range(name, value, minimum)
 
 
 def check_open_unit(name, value):

@@ -13,7 +13,7 @@ half-written file; `write_run_files` writes the resolved config and the class na
 import json
 import os
 
-from keras_bert3d.atomic import atomic_write_text, save_model_atomic  # noqa: F401 (also imported from here)
+from keras_bert3d.atomic import atomic_write_text
 from keras_bert3d.serving.model_files import CLASS_NAMES_FILE as CLASS_NAMES  # also read beside exported models
 
 CONFIG = "config.yaml"

@@ -5,13 +5,19 @@ element seed)``, one element per usable video. Which frames a video gives is the
 run inside ``tf.numpy_function``), and so is what happens to bad input: a video that breaks mid-stream is
 sampled from the frames before the damage when they hold a clip and half its frames; other bad input is
 skipped and counted in the plan's `BadVideoCounter`, or raised with ``strict``.
+
+TFRecord shards are read in pure TF (`keras_bert3d.data.sampling_ops`), so their graph can travel to tf.data
+service workers: each video's seed is a hash of its ``path`` and the epoch's seed (`record_seed`), so its clip
+does not depend on which worker reads it, nor in what order. Bad records are still counted in Python locally
+(`keras_bert3d.data.dropped_records`); a served plan (``served=True``) drops them with
+``ignore_errors(log_warning=True)``, which logs them on the worker that read them.
 """
 import os
 
 import numpy as np
 import tensorflow as tf
 
-from keras_bert3d.data import sampling, transforms
+from keras_bert3d.data import sampling, sampling_ops, transforms
 from keras_bert3d.data.dropped_records import counted_map, read_shards
 from keras_bert3d.data.video_reader import VideoDecodeError, probe, read_frames
 
@@ -22,6 +28,7 @@ DAMAGED_MIN_FRACTION = 0.5
 # Why `counted_map` dropped a video whose frames are all there but will not decode (reasons for `BadVideoCounter`).
 CORRUPT_RECORD = "corrupt frame data in its TFRecord example (a JPEG that will not decode)"
 CORRUPT_FRAME = "corrupt frame file (a JPEG that will not decode)"
+SAMPLING_STREAM = 2  # the second word of a TFRecord video's stateless sampling seed (transforms use 0, mixup 1)
 
 
 class FrameFileError(ValueError):
@@ -33,11 +40,13 @@ class FrameFileError(ValueError):
 
 
 class ClipPlan:
-    """Which frames each video gives (NumPy, run inside ``tf.numpy_function``), and the error policy."""
+    """Which frames each video gives (NumPy, run inside ``tf.numpy_function``; TF ops for TFRecords), and the
+    error policy. ``served``: the graph goes to tf.data service workers (pure TF, bad records dropped there)."""
 
-    def __init__(self, mode, clip_len, stride, jitter, clips_per_video, modality, strict, counter):
+    def __init__(self, mode, clip_len, stride, jitter, clips_per_video, modality, strict, counter, served=False):
         self.mode, self.clip_len, self.stride, self.jitter = mode, clip_len, stride, jitter
         self.clips_per_video, self.modality, self.strict, self.counter = clips_per_video, modality, strict, counter
+        self.served = bool(served)
 
     def indices(self, num_frames, seed):
         if self.mode == "train":
@@ -46,6 +55,12 @@ class ClipPlan:
         if self.mode == "val":
             return sampling.val_indices(num_frames, self.clip_len, self.stride)
         return sampling.eval_clips(num_frames, self.clip_len, self.clips_per_video, self.stride).reshape(-1)
+
+    def graph_indices(self, num_frames, seed):
+        """`indices` in TF ops (`sampling_ops`): int32; train draws from the int64 element ``seed``."""
+        seed = tf.stack([tf.cast(seed, tf.int64), tf.constant(SAMPLING_STREAM, tf.int64)])
+        return tf.cast(sampling_ops.clip_indices(self.mode, num_frames, self.clip_len, seed, self.stride, self.jitter,
+                                                 self.clips_per_video), tf.int32)
 
     def skip(self, path, err, empty):
         if self.strict or isinstance(err, MemoryError):  # out of memory: the machine's problem, not the file's
@@ -131,38 +146,60 @@ def _tfrecord_examples(pattern, modality, shuffle, seed, reshuffle, plan):
     if tfrecord.shard_modality(files) != modality:
         raise ValueError(f"{files[0]} holds {tfrecord.shard_modality(files)} frames but the preprocessing is "
                          f"for {modality}")
-    if not plan.strict:  # a damaged shard's lost records are counted and named
+    if not (plan.strict or plan.served):  # a damaged shard's lost records are counted and named
         dataset = read_shards(files, plan.counter, shuffle, seed, reshuffle)
-    else:
+    else:  # the shard list is what a tf.data service dispatcher splits between its workers
         dataset = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
             dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
-        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), deterministic=True,
+        read = tf.data.TFRecordDataset
+        if not plan.strict:  # served: a damaged shard's records up to the damage, the loss logged on the worker
+            read = lambda path: tf.data.TFRecordDataset(path).ignore_errors(log_warning=True)  # noqa: E731
+        dataset = dataset.interleave(read, cycle_length=min(len(files), 8), deterministic=True,
                                      num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=reshuffle)
     return dataset.map(lambda raw: tfrecord.parse_example(raw, modality), num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def record_seed(epoch_seed, path):
+    """A TFRecord video's int64 seed: a fingerprint of its ``path`` and the int64 ``epoch_seed`` (so a clip does not
+    depend on which worker reads the video, nor in what order)."""
+    key = tf.strings.join([tf.strings.as_string(tf.cast(epoch_seed, tf.int64)), path], separator=":")
+    return tf.strings.to_hash_bucket_fast(key, 2**63 - 1)
+
+
+def _with_epoch_seed(examples, seed, reshuffle, served):
+    """``(example, epoch seed)`` pairs. The epoch seed is ``seed`` (or one fresh draw when None); locally with
+    ``reshuffle`` each iteration draws another from ``seed``. A served graph carries it as a constant: every
+    worker, and every iteration, uses the same."""
+    if reshuffle and not served:
+        draw = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+        return tf.data.Dataset.zip(examples, draw.flat_map(lambda s: tf.data.Dataset.from_tensors(s).repeat()))
+    epoch = int(seed) if seed is not None else int(np.random.SeedSequence().generate_state(1, np.uint64)[0]) >> 1
+    return examples.map(lambda example: (example, tf.constant(epoch, tf.int64)))
+
+
 def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle, calls, deterministic):
     """``(frames, label, element seed)`` per usable video of ``index`` (a `VideoIndex`, or shards for
-    ``source="tfrecord"``), frames uint8 resized to ``frame_size``; ``seeds`` gives each video its seed."""
+    ``source="tfrecord"``), frames uint8 resized to ``frame_size``; ``seeds`` gives each video its seed (TFRecords:
+    `record_seed` from the epoch's seed: ``seed``, or a draw from it per iteration with ``reshuffle``)."""
     modality = plan.modality
     if source == "tfrecord":
         from keras_bert3d.data.tfrecord import decode_frames
 
         examples = _tfrecord_examples(index, modality, shuffle, seed, reshuffle, plan)
 
-        def load(example, elem_seed):
-            indices = tf.numpy_function(lambda n, s: plan.indices(int(n), s).astype(np.int32),
-                                        [example["num_frames"], elem_seed], tf.int32, stateful=False)
+        def load(example, epoch_seed):
+            elem_seed = record_seed(epoch_seed, example["path"])
+            indices = plan.graph_indices(example["num_frames"], elem_seed)
             frames = transforms.resize(decode_frames(example, indices), frame_size)
             return frames, example["label"], elem_seed
 
-        examples = tf.data.Dataset.zip(examples, seeds)
-        if plan.strict:
+        examples = _with_epoch_seed(examples, seed, reshuffle, plan.served)
+        if plan.strict or plan.served:
             return examples.map(load, num_parallel_calls=calls, deterministic=deterministic)
-        return counted_map(examples, load, lambda example, elem_seed: example["path"], CORRUPT_RECORD, plan.counter,
+        return counted_map(examples, load, lambda example, epoch_seed: example["path"], CORRUPT_RECORD, plan.counter,
                            calls, deterministic)
 
     records = video_records(index, shuffle, seed, reshuffle)

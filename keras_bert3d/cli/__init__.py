@@ -31,6 +31,8 @@ COMMANDS = {
               False),
     "check-videos": ("keras_bert3d.cli.check_videos",
                      "list the videos of a folder or index that will not decode, with the reason", False),
+    "data-service": ("keras_bert3d.cli.data_service",
+                     "run a tf.data service dispatcher or worker: the training input across hosts", False),
 }
 
 

@@ -27,6 +27,7 @@ import tensorflow as tf
 from keras_bert3d.data import sampling, transforms
 from keras_bert3d.data.bad_videos import BadVideoCounter
 from keras_bert3d.data.clip_stream import TEST_ELEMENTS, stream_cycle, test_frames, view_keys
+from keras_bert3d.data.service import check_service, distribute
 from keras_bert3d.data.video_sources import ClipPlan, load_frames
 from keras_bert3d.validation import check_choice, check_positive_int
 
@@ -87,7 +88,7 @@ def _clip_views(frames, prep, crops_per_clip):
 def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto", shuffle=None, seed=None,
                  strict=False, num_parallel_calls=tf.data.AUTOTUNE, clips_per_video="center", crops_per_clip=10,
                  stride=1, temporal_jitter=False, mixup=0.0, cutmix=0.0, num_classes=None, drop_remainder=False,
-                 counter=None, reshuffle_each_iteration=True, test_elements="video"):
+                 counter=None, reshuffle_each_iteration=True, test_elements="video", service=None):
     """The input pipeline of one split.
 
     Args:
@@ -123,6 +124,10 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
             element per clip, so memory holds a few clips whatever the videos' length: what
             ``bert3d evaluate`` streams; `keras_bert3d.data.clip_stream`). Video files are resized to
             ``frame_size`` as they decode either way.
+        service: ``"grpc://HOST:PORT"``: read the clips through the tf.data service dispatcher there
+            (`keras_bert3d.data.service`; train/val, TFRecord input only): its workers decode, sample and augment,
+            each shard once per epoch (any order), and this process batches. Bad records are dropped and logged
+            on the workers (not counted in ``bad_videos``); every iteration gives the clips of ``seed``.
 
     Returns:
         An `InputPipeline` ``(dataset, bad_videos)``: the prefetched `tf.data.Dataset` and the
@@ -155,7 +160,7 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
     shuffle = mode == "train" if shuffle is None else bool(shuffle)
     counter = BadVideoCounter() if counter is None else counter
     plan = ClipPlan(mode, int(prep["num_frames"]), int(stride), bool(temporal_jitter), clips_per_video, modality,
-                    bool(strict), counter)
+                    bool(strict), counter, served=check_service(service, source, mode) is not None)
     num_views = None
     if mode == "test" and clips_per_video != "cover":
         num_views = crops_per_clip * (1 if clips_per_video == "center" else int(clips_per_video))
@@ -186,6 +191,8 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
         num_parallel_calls=calls, deterministic=deterministic)
     if source != "video" and not strict:
         dataset = dataset.ignore_errors(log_warning=True)
+    if service is not None:  # the clips come from the service's workers; batching stays here
+        dataset = distribute(dataset, service)
     if mode == "test":
         dataset = dataset.map(lambda views, label, elem_seed: (views, label))
     else:

@@ -22,6 +22,7 @@ from keras_bert3d.data.dropped_records import counted_map, read_shards
 from keras_bert3d.data.video_reader import VideoDecodeError, probe, read_frames
 
 TFRECORD_SHUFFLE_BUFFER = 256  # parsed examples (JPEG bytes) held for shuffling
+SERVED_CYCLE = 2  # shards a tf.data service worker reads at once (interleaved)
 # A video that breaks mid-stream is used up to the damage when that part holds a clip and at least this share of
 # its frames (else skipped and counted): most of the labelled action is still there.
 DAMAGED_MIN_FRACTION = 0.5
@@ -146,20 +147,36 @@ def _tfrecord_examples(pattern, modality, shuffle, seed, reshuffle, plan):
     if tfrecord.shard_modality(files) != modality:
         raise ValueError(f"{files[0]} holds {tfrecord.shard_modality(files)} frames but the preprocessing is "
                          f"for {modality}")
-    if not (plan.strict or plan.served):  # a damaged shard's lost records are counted and named
+    if plan.served:
+        records = _served_records(files, shuffle, seed, plan.strict)
+        return records.map(lambda raw: tfrecord.parse_example(raw, modality))
+    if not plan.strict:  # a damaged shard's lost records are counted and named
         dataset = read_shards(files, plan.counter, shuffle, seed, reshuffle)
-    else:  # the shard list is what a tf.data service dispatcher splits between its workers
+    else:
         dataset = tf.data.Dataset.from_tensor_slices(files)
         if shuffle:
             dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
-        read = tf.data.TFRecordDataset
-        if not plan.strict:  # served: a damaged shard's records up to the damage, the loss logged on the worker
-            read = lambda path: tf.data.TFRecordDataset(path).ignore_errors(log_warning=True)  # noqa: E731
-        dataset = dataset.interleave(read, cycle_length=min(len(files), 8), deterministic=True,
+        dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8), deterministic=True,
                                      num_parallel_calls=tf.data.AUTOTUNE)
     if shuffle:
         dataset = dataset.shuffle(TFRECORD_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=reshuffle)
     return dataset.map(lambda raw: tfrecord.parse_example(raw, modality), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _served_records(files, shuffle, seed, strict):
+    """The raw records of ``files`` for tf.data service workers. The shard list is what the dispatcher splits: it
+    hands the shards out one at a time, in an order drawn from ``seed`` with ``shuffle``. A worker reads
+    `SERVED_CYCLE` shards at once, with no shuffle buffer and no read-ahead of shards, so a dead worker takes
+    few shards with it. Without ``strict``, a damaged shard gives its records up to the damage and the loss is
+    logged on the worker."""
+    if shuffle:
+        files = [files[k] for k in np.random.default_rng(seed).permutation(len(files))]
+
+    def read(path):
+        records = tf.data.TFRecordDataset(path)
+        return records if strict else records.ignore_errors(log_warning=True)
+
+    return tf.data.Dataset.from_tensor_slices(files).interleave(read, cycle_length=min(len(files), SERVED_CYCLE))
 
 
 def record_seed(epoch_seed, path):

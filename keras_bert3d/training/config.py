@@ -48,6 +48,7 @@ DEFAULTS = {
         "strict": False,
         "mixup": 0.0,
         "cutmix": 0.0,
+        "service": None,
     },
     "train": {
         "optimizer": "auto",
@@ -95,6 +96,8 @@ DESCRIPTIONS = {
     "data.strict": "stop on the first undecodable video instead of skipping it",
     "data.mixup": "mixup Beta alpha (0: off); labels become one-hot",
     "data.cutmix": "cutmix Beta alpha (0: off)",
+    "data.service": "grpc://HOST:PORT of a tf.data service dispatcher (bert3d data-service) serving the training "
+                    "clips (needs source=tfrecord; validation stays local); null: this host's cores",
     "train.optimizer": "auto (the preset's: adamw for BERT models, sgd for the baselines) | adamw | sgd",
     "train.learning_rate": "null: the recipe's (adamw 1e-5, sgd 1e-2)",
     "train.weight_decay": "AdamW decoupled decay / SGD L2 coefficient (reference 1e-3)",
@@ -169,6 +172,10 @@ def _check_value(key, value):
     elif key == "model.config":
         if not isinstance(value, dict):
             _fail(key, value, "a mapping (a VideoClassifier config) or null")
+    elif key == "data.service":
+        from keras_bert3d.data.service import check_address
+
+        check_address(key, value)
     elif key == "data.classes":
         if not isinstance(value, (str, list)):
             _fail(key, value, "a list of class names, a file, or null")
@@ -241,6 +248,10 @@ def validate_config(config):
     if data["source"] == "tfrecord" and not data["tfrecord"]:
         raise ValueError("data.source='tfrecord' needs `data.tfrecord` (training shards); received "
                          "data.tfrecord=None")
+    if data["service"] is not None and data["source"] != "tfrecord":
+        raise ValueError("`data.service` needs TFRecord input (data.source='tfrecord' and data.tfrecord: write the "
+                         f"shards with `bert3d to-tfrecord`); received data.service={data['service']!r} with "
+                         f"data.source={data['source']!r}")
     return merged
 
 

@@ -4,7 +4,8 @@
 each epoch and the validation batches, sharing one bad-video counter; `fit` runs ``model.fit`` on them;
 `counted_dataset` is `keras_bert3d.data.pipeline.make_dataset` with the counter it counts into. Epoch ``e``
 is drawn from ``epoch_seed(seed, e)`` (its clip sampling, augmentation and order), whatever happened before,
-so a resumed run reads the same batches as an uninterrupted one.
+so a resumed run reads the same batches as an uninterrupted one. With ``data.service`` (``grpc://HOST:PORT``) the
+training clips come from the tf.data service's workers (`keras_bert3d.data.service`); validation stays local.
 """
 import functools
 import warnings
@@ -63,12 +64,14 @@ class Pipelines:
 
     def train_epoch(self, epoch, skip=0, batch_size=None, index=None):
         """Exactly ``steps_per_epoch`` batches (a pass short of skipped videos is topped up from the start of
-        the pass again), minus the first ``skip``. The same batches however often the dataset is opened."""
+        the pass again), minus the first ``skip``. The same batches however often the dataset is opened (through
+        ``data.service``: the same clips, batched in the order the workers deliver them)."""
         source, kind = self._source(self.train_index if index is None else index, self.data["tfrecord"])
         dataset, _ = counted_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
                                seed=epoch_seed(self.seed, epoch), strict=self.data["strict"],
                                mixup=self.data["mixup"], cutmix=self.data["cutmix"], num_classes=self.num_classes,
-                               counter=self.counter, reshuffle_each_iteration=False)
+                               counter=self.counter, reshuffle_each_iteration=False,
+                               service=self.data.get("service"))
         dataset = dataset.repeat().take(self.steps)
         return dataset.skip(skip) if skip else dataset
 

@@ -112,3 +112,15 @@ def test_cli_print_config_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
     assert "train.gradient_accumulation_steps" in capsys.readouterr().out
+
+
+def test_data_service_is_an_address_and_needs_tfrecord_input(tmp_path):
+    shards = ["data.source=tfrecord", "data.tfrecord=/shared/train"]
+    assert config_files.load_config(_write(tmp_path, MINIMAL), shards)["data"]["service"] is None
+    config = config_files.load_config(_write(tmp_path, MINIMAL), [*shards, "data.service=grpc://host-a:5050"])
+    assert config["data"]["service"] == "grpc://host-a:5050"
+    for bad in ("host-a:5050", "grpc://host-a", "grpc://host-a:99999", "5050"):
+        with pytest.raises(ValueError, match=r"`data\.service` must be a tf\.data service address grpc://HOST:PORT"):
+            config_files.load_config(_write(tmp_path, MINIMAL), [*shards, f"data.service={bad}"])
+    with pytest.raises(ValueError, match=r"`data\.service` needs TFRecord input.*bert3d to-tfrecord"):
+        config_files.load_config(_write(tmp_path, MINIMAL), ["data.service=grpc://host-a:5050"])

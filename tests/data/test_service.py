@@ -177,3 +177,12 @@ def test_cli_checks_the_role_flags(capsys):
     assert "`port` must be an int in 0..65535" in capsys.readouterr().err
     assert main(["data-service", "worker", "--dispatcher", "a:1"]) == 2
     assert "`dispatcher` must be a tf.data service address" in capsys.readouterr().err
+
+
+def test_a_dispatcher_with_a_work_dir_journals_its_state(tmp_path):
+    server = service_lib.start_dispatcher(work_dir=str(tmp_path / "journal"), worker_timeout=2)
+    try:
+        assert service_lib.check_address("target", server.target) == server.target
+        assert os.listdir(tmp_path / "journal")  # fault-tolerant mode: the journal a restarted dispatcher reads
+    finally:
+        server.stop()

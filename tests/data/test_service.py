@@ -104,22 +104,24 @@ def test_a_graph_holding_python_cannot_travel(dispatcher):
     assert sorted(service_lib.distribute(tf.data.Dataset.range(6), dispatcher).as_numpy_iterator()) == list(range(6))
 
 
-def _bert3d(*args):
+def _bert3d(log, *args):
+    """``bert3d data-service ARGS`` as a child process, its output in the file ``log`` (a pipe nobody reads could
+    fill up and stall it)."""
     env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    return subprocess.Popen([sys.executable, "-m", "keras_bert3d.cli", "data-service", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    with open(log, "a") as out:
+        return subprocess.Popen([sys.executable, "-m", "keras_bert3d.cli", "data-service", *args], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, text=True)
 
 
-def _listening(process, timeout=120):
+def _listening(log, process, timeout=120):
     """The ``grpc://HOST:PORT`` a `bert3d data-service` process prints once it listens."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if "listening on " in line:
-            return line.split("listening on ")[1].split()[0]
-        if not line and process.poll() is not None:
-            break
-    raise AssertionError(f"no address from {process.args}: exit {process.poll()}")
+    while time.monotonic() < deadline and process.poll() is None:
+        for line in open(log).read().splitlines():
+            if "listening on " in line:
+                return line.split("listening on ")[1].split()[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no address from {process.args}: exit {process.poll()}: {open(log).read()[-2000:]}")
 
 
 def _free_port():
@@ -129,19 +131,20 @@ def _free_port():
 
 
 @pytest.mark.full
-def test_an_epoch_survives_a_killed_worker(shards):
+def test_an_epoch_survives_a_killed_worker(shards, tmp_path):
     """TF's trainer waits for a dead worker's task until a worker is back at its address (a supervisor restarts
     it): the epoch then ends, without the shards the dead worker had in flight, and nothing is read twice."""
     _, folder = shards
+    logs = [tmp_path / name for name in ("dispatcher.log", "worker0.log", "worker1.log")]
     children, restart = [], None
     try:
-        children.append(_bert3d("dispatcher", "--port", "0", "--worker-timeout", "2"))
-        address = _listening(children[0])
+        children.append(_bert3d(logs[0], "dispatcher", "--port", "0", "--worker-timeout", "2"))
+        address = _listening(logs[0], children[0])
         ports = [_free_port(), _free_port()]
         worker = ["worker", "--dispatcher", address, "--heartbeat", "0.25", "--port"]
-        for port in ports:
-            children.append(_bert3d(*worker, str(port)))
-            _listening(children[-1])
+        for log, port in zip(logs[1:], ports):
+            children.append(_bert3d(log, *worker, str(port)))
+            _listening(log, children[-1])
         dataset = make_dataset(folder, PREP, "train", batch_size=1, seed=3, reshuffle_each_iteration=False,
                                service=address).dataset
         start, seen = time.monotonic(), []
@@ -149,14 +152,14 @@ def test_an_epoch_survives_a_killed_worker(shards):
             seen.append(clips.numpy().tobytes())
             if len(seen) == 1:
                 children[1].send_signal(signal.SIGKILL)  # one worker dies with its shards in flight
-                restart = threading.Timer(3.0, lambda: children.append(_bert3d(*worker, str(ports[0]))))
+                restart = threading.Timer(3.0, lambda: children.append(_bert3d(logs[1], *worker, str(ports[0]))))
                 restart.start()  # its supervisor brings it back at its address
         assert time.monotonic() - start < 180  # the epoch ended
         assert len(LENGTHS) // 2 <= len(seen) <= len(LENGTHS)  # at least the live worker's share came
         assert len(set(seen)) == len(seen)  # at most once: nothing read twice
         assert children[1].wait(10) == -signal.SIGKILL
         children[2].send_signal(signal.SIGTERM)  # a worker stopped as Ctrl-C / a scheduler stops it: exits cleanly
-        assert children[2].wait(60) == 0 and "worker stopped" in children[2].stdout.read()
+        assert children[2].wait(60) == 0 and "worker stopped" in logs[2].read_text()
     finally:
         if restart is not None:
             restart.join()

@@ -1,7 +1,8 @@
 """The set-up of a training run, one for `bert3d train` (`model.fit` and the custom loop) and `bert3d tune`.
 
 `load_indexes` reads the train and validation subsets and checks the class count; `resolve_recipe` fills in
-the config as run (class count, optimiser, learning rate); `initial_model` builds the classifier from
+the config as run (class count, where augmentation runs, optimiser, learning rate); `initial_model` builds the
+classifier from
 ``model.preset`` (+ overrides) or ``model.config``, loads its starting weights and freezes its backbone if
 asked; `compile_model` compiles it with the recipe of keras_bert3d.models.recipe (optimiser, loss, metrics);
 `precision` sets the mixed-precision policy of a run and puts the previous one back.
@@ -92,12 +93,33 @@ def load_indexes(config):
     return train_index, val_index, num_classes
 
 
-def resolve_recipe(config, num_classes):
-    """The config as run: the class count, the optimiser and learning rate filled in."""
+def resolve_augment(config, custom_loop=False):
+    """``data.augment`` as run: ``"host"`` or ``"device"``. ``auto`` is device when the Keras backend sees an
+    accelerator (`keras_bert3d.backend.accelerator_visible`), unless mixup/cutmix (they mix normalised clips on
+    the host) or the custom loop (``custom_loop``: it takes host batches) rule it out; an explicit ``device``
+    that they rule out is an error naming the key."""
+    from keras_bert3d import backend
+
+    data = config["data"]
+    reason = ("mixup/cutmix mix normalised clips on the host" if data["mixup"] or data["cutmix"] else
+              f"train.strategy={config['train']['strategy']!r} trains with the custom loop (model.fit only)"
+              if custom_loop else None)
+    if data["augment"] == "auto":
+        return "device" if reason is None and backend.accelerator_visible() else "host"
+    if data["augment"] == "device" and reason:
+        raise ValueError(f"config key `data.augment` cannot be 'device' here: {reason}; received "
+                         "data.augment='device' (use host or auto)")
+    return data["augment"]
+
+
+def resolve_recipe(config, num_classes, custom_loop=False):
+    """The config as run: the class count, ``data.augment`` (`resolve_augment`), the optimiser and learning
+    rate filled in."""
     from keras_bert3d.models import recipe
 
     config = validate_config(config)
     config["model"]["num_classes"] = num_classes
+    config["data"]["augment"] = resolve_augment(config, custom_loop)
     if config["train"]["optimizer"] == "auto":
         config["train"]["optimizer"] = default_optimizer(config["model"])
     optimizer = config["train"]["optimizer"]

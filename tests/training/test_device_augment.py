@@ -1,0 +1,65 @@
+"""data.augment: auto picks host on a CPU and device where the backend sees an accelerator; the errors name
+the key; a `model.fit` run with data.augment=device trains through the ClipAugmenter and keeps (saves,
+backs up, resumes) the plain classifier."""
+import keras
+import pytest
+import yaml
+
+from train_runs import TINY, write_dataset
+from keras_bert3d import backend
+from keras_bert3d.models.video_classifier import VideoClassifier
+from keras_bert3d.training import model_setup
+from keras_bert3d.training.config import validate_config
+from keras_bert3d.training.train import train
+
+MINIMAL = {"model": {"preset": "rgb_r2plus1d_32f_34"}, "data": {"dataset": "ucf101", "root": "/d"}}
+
+
+def _config(**data):
+    return validate_config(dict(MINIMAL, data=dict(MINIMAL["data"], **data)))
+
+
+def test_auto_follows_the_accelerator(monkeypatch):
+    assert not backend.accelerator_visible()  # this CPU machine
+    assert model_setup.resolve_augment(_config()) == "host"
+    monkeypatch.setattr(backend, "accelerator_visible", lambda: True)
+    assert model_setup.resolve_augment(_config()) == "device"
+    assert model_setup.resolve_augment(_config(mixup=0.2)) == "host"  # mixup mixes normalised clips on the host
+    assert model_setup.resolve_augment(_config(), custom_loop=True) == "host"
+    assert model_setup.resolve_augment(_config(augment="host")) == "host"
+    with pytest.raises(ValueError, match=r"data\.augment.*mixup"):
+        model_setup.resolve_augment(_config(augment="device", cutmix=1.0))
+    with pytest.raises(ValueError, match=r"data\.augment.*custom loop"):
+        model_setup.resolve_augment(_config(augment="device"), custom_loop=True)
+    with pytest.raises(ValueError, match=r"data\.augment"):
+        _config(augment="gpu")
+
+
+def _run_config(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    return {"name": "device", "output_dir": str(tmp_path / "runs"),
+              "model": {"preset": "rgb_r2plus1d_32f_34", "overrides": TINY},
+              "data": {"dataset": "ucf101", "root": str(root), "batch_size": 2, "augment": "device"},
+              "train": {"epochs": 1, "steps_per_epoch": 2, "validation_steps": 1, "gradient_accumulation_steps": 1,
+                        "learning_rate": 1e-3, "backup_freq": "epoch", "verbose": 0}}
+
+
+def test_fit_with_device_augmentation_keeps_the_classifier(tmp_path):
+    config = _run_config(tmp_path)
+    summary = train(config)
+    run_dir = tmp_path / "runs" / "device"
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["augment"] == "device"
+    assert summary["final"]["loss"] > 0 and summary["best_epoch"] == 0
+    for name in ("best.keras", "last.keras"):
+        model = keras.saving.load_model(run_dir / name, compile=False)
+        assert isinstance(model, VideoClassifier), name  # the plain classifier, not the training wrapper
+
+
+@pytest.mark.full
+def test_a_device_run_resumes_from_its_backup(tmp_path):
+    config = _run_config(tmp_path)
+    train(config)
+    resumed = train(dict(config, train=dict(config["train"], epochs=2)))  # resumes the device run's backup
+    assert resumed["resumed_from"] == {"epoch": 1, "step": 0} and resumed["final"]["epoch"] == 1
+    with pytest.raises(ValueError, match=r"data\.augment"):  # the backup belongs to a device run
+        train(dict(config, data=dict(config["data"], augment="host"), train=dict(config["train"], epochs=3)))

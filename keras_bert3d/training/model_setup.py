@@ -93,33 +93,31 @@ def load_indexes(config):
     return train_index, val_index, num_classes
 
 
-def resolve_augment(config, custom_loop=False):
+def resolve_augment(config):
     """``data.augment`` as run: ``"host"`` or ``"device"``. ``auto`` is device when the Keras backend sees an
-    accelerator (`keras_bert3d.backend.accelerator_visible`), unless mixup/cutmix (they mix normalised clips on
-    the host) or the custom loop (``custom_loop``: it takes host batches) rule it out; an explicit ``device``
-    that they rule out is an error naming the key."""
+    accelerator (`keras_bert3d.backend.accelerator_visible`), unless mixup/cutmix are on (they mix normalised
+    clips on the host); an explicit ``device`` with mixup/cutmix is an error naming the key."""
     from keras_bert3d import backend
 
     data = config["data"]
-    reason = ("mixup/cutmix mix normalised clips on the host" if data["mixup"] or data["cutmix"] else
-              f"train.strategy={config['train']['strategy']!r} trains with the custom loop (model.fit only)"
-              if custom_loop else None)
+    mixing = bool(data["mixup"] or data["cutmix"])
     if data["augment"] == "auto":
-        return "device" if reason is None and backend.accelerator_visible() else "host"
-    if data["augment"] == "device" and reason:
-        raise ValueError(f"config key `data.augment` cannot be 'device' here: {reason}; received "
-                         "data.augment='device' (use host or auto)")
+        return "device" if not mixing and backend.accelerator_visible() else "host"
+    if data["augment"] == "device" and mixing:
+        raise ValueError("config key `data.augment` cannot be 'device' with mixup/cutmix (they mix normalised clips "
+                         f"on the host); received data.augment='device', data.mixup={data['mixup']}, "
+                         f"data.cutmix={data['cutmix']} (use host or auto)")
     return data["augment"]
 
 
-def resolve_recipe(config, num_classes, custom_loop=False):
+def resolve_recipe(config, num_classes):
     """The config as run: the class count, ``data.augment`` (`resolve_augment`), the optimiser and learning
     rate filled in."""
     from keras_bert3d.models import recipe
 
     config = validate_config(config)
     config["model"]["num_classes"] = num_classes
-    config["data"]["augment"] = resolve_augment(config, custom_loop)
+    config["data"]["augment"] = resolve_augment(config)
     if config["train"]["optimizer"] == "auto":
         config["train"]["optimizer"] = default_optimizer(config["model"])
     optimizer = config["train"]["optimizer"]

@@ -59,11 +59,11 @@ def train(config):
         return _train(config, run_dir, strategy)
 
 
-def _resolved(config, custom_loop=False):
+def _resolved(config):
     """The train and validation indexes, and the config with ``model.num_classes``, ``data.augment`` and the
     recipe resolved."""
     train_index, val_index, num_classes = model_setup.load_indexes(config)
-    return train_index, val_index, model_setup.resolve_recipe(config, num_classes, custom_loop)
+    return train_index, val_index, model_setup.resolve_recipe(config, num_classes)
 
 
 def _train(config, run_dir, strategy):
@@ -145,7 +145,9 @@ def _train_custom_loop(config, run_dir, strategy):
     from keras_bert3d.models import recipe
     from keras_bert3d.training import distributed, strategies
 
-    train_index, val_index, config = _resolved(config, custom_loop=True)
+    from keras_bert3d.models.clip_augmenter import augmented_model
+
+    train_index, val_index, config = _resolved(config)
     data, tc = config["data"], config["train"]
     chief = strategies.worker_info(strategy)[2]
     if chief:
@@ -155,10 +157,11 @@ def _train_custom_loop(config, run_dir, strategy):
                      "custom loop of keras_bert3d.training.distributed")
     with strategy.scope():
         model = model_setup.initial_model(config["model"], config["model"]["num_classes"], tc["verbose"])
+        trainer = augmented_model(model) if data["augment"] == "device" else model  # as in _train
         optimizer = model_setup.make_optimizer(model, tc)
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
     pipes = Pipelines(data, model.preprocessing, train_index, val_index, config["model"]["num_classes"],
-                      tc["seed"], steps)
+                      tc["seed"], steps, augment=data["augment"])
 
     def shard(index, context):
         records = list(index)[context.input_pipeline_id::context.num_input_pipelines]
@@ -175,7 +178,7 @@ def _train_custom_loop(config, run_dir, strategy):
     accumulation = max(tc["gradient_accumulation_steps"], 1)
     backup_every = None if tc["backup_freq"] == "epoch" else max(1, tc["backup_freq"] // accumulation)
     result = distributed.custom_fit(
-        lambda: model, lambda: optimizer, recipe.make_loss(bool(data["mixup"] or data["cutmix"])),
+        lambda: trainer, lambda: optimizer, recipe.make_loss(bool(data["mixup"] or data["cutmix"])),
         train_ds_fn, val_ds_fn, epochs=tc["epochs"], run_dir=run_dir, strategy=strategy,
         global_batch_size=data["batch_size"], steps_per_epoch=steps, validation_steps=tc["validation_steps"],
         checkpoint_every_steps=backup_every, plateau_patience=tc["plateau_patience"],

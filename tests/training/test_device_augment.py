@@ -25,18 +25,19 @@ def test_auto_follows_the_accelerator(monkeypatch):
     monkeypatch.setattr(backend, "accelerator_visible", lambda: True)
     assert model_setup.resolve_augment(_config()) == "device"
     assert model_setup.resolve_augment(_config(mixup=0.2)) == "host"  # mixup mixes normalised clips on the host
-    assert model_setup.resolve_augment(_config(), custom_loop=True) == "host"
     assert model_setup.resolve_augment(_config(augment="host")) == "host"
     with pytest.raises(ValueError, match=r"data\.augment.*mixup"):
         model_setup.resolve_augment(_config(augment="device", cutmix=1.0))
-    with pytest.raises(ValueError, match=r"data\.augment.*custom loop"):
-        model_setup.resolve_augment(_config(augment="device"), custom_loop=True)
     with pytest.raises(ValueError, match=r"data\.augment"):
         _config(augment="gpu")
 
 
-def _run_config(tmp_path):
-    root = write_dataset(tmp_path / "data")
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("synthetic"))
+
+
+def _run_config(tmp_path, root):
     return {"name": "device", "output_dir": str(tmp_path / "runs"),
               "model": {"preset": "rgb_r2plus1d_32f_34", "overrides": TINY},
               "data": {"dataset": "ucf101", "root": str(root), "batch_size": 2, "augment": "device"},
@@ -44,20 +45,25 @@ def _run_config(tmp_path):
                         "learning_rate": 1e-3, "backup_freq": "epoch", "verbose": 0}}
 
 
-def test_fit_with_device_augmentation_keeps_the_classifier(tmp_path):
-    config = _run_config(tmp_path)
+@pytest.mark.parametrize("strategy", ["default", pytest.param("mirrored", marks=pytest.mark.full)])
+def test_fit_with_device_augmentation_keeps_the_classifier(tmp_path, dataset, strategy):
+    """model.fit (default strategy), and the custom loop (mirrored with gradient accumulation)."""
+    config = _run_config(tmp_path, dataset)
+    if strategy == "mirrored":
+        config["train"].update(strategy="mirrored", gradient_accumulation_steps=2)
     summary = train(config)
     run_dir = tmp_path / "runs" / "device"
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["augment"] == "device"
     assert summary["final"]["loss"] > 0 and summary["best_epoch"] == 0
+    assert ("global_step" in summary) == (strategy == "mirrored")  # the custom loop's summary
     for name in ("best.keras", "last.keras"):
         model = keras.saving.load_model(run_dir / name, compile=False)
         assert isinstance(model, VideoClassifier), name  # the plain classifier, not the training wrapper
 
 
 @pytest.mark.full
-def test_a_device_run_resumes_from_its_backup(tmp_path):
-    config = _run_config(tmp_path)
+def test_a_device_run_resumes_from_its_backup(tmp_path, dataset):
+    config = _run_config(tmp_path, dataset)
     train(config)
     resumed = train(dict(config, train=dict(config["train"], epochs=2)))  # resumes the device run's backup
     assert resumed["resumed_from"] == {"epoch": 1, "step": 0} and resumed["final"]["epoch"] == 1

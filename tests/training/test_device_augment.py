@@ -1,7 +1,10 @@
 """data.augment: auto picks host on a CPU and device where the backend sees an accelerator; the errors name
 the key; a `model.fit` run with data.augment=device trains through the ClipAugmenter and keeps (saves,
 backs up, resumes) the plain classifier."""
+import shutil
+
 import keras
+import numpy as np
 import pytest
 import yaml
 
@@ -62,10 +65,16 @@ def test_fit_with_device_augmentation_keeps_the_classifier(tmp_path, dataset, st
 
 
 @pytest.mark.full
-def test_a_device_run_resumes_from_its_backup(tmp_path, dataset):
+def test_a_device_run_resumes_mid_epoch_exactly(tmp_path, dataset):
+    """Back to the mid-epoch backup (its state.previous.json): the resumed run ends with the same weights."""
     config = _run_config(tmp_path, dataset)
+    config["train"]["backup_freq"] = 1
     train(config)
-    resumed = train(dict(config, train=dict(config["train"], epochs=2)))  # resumes the device run's backup
-    assert resumed["resumed_from"] == {"epoch": 1, "step": 0} and resumed["final"]["epoch"] == 1
+    run_dir = tmp_path / "runs" / "device"
+    first = keras.saving.load_model(run_dir / "last.keras", compile=False).get_weights()
+    shutil.copy(run_dir / "backup" / "state.previous.json", run_dir / "backup" / "state.json")
+    assert train(config)["resumed_from"] == {"epoch": 0, "step": 1}
+    again = keras.saving.load_model(run_dir / "last.keras", compile=False).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
     with pytest.raises(ValueError, match=r"data\.augment"):  # the backup belongs to a device run
-        train(dict(config, data=dict(config["data"], augment="host"), train=dict(config["train"], epochs=3)))
+        train(dict(config, data=dict(config["data"], augment="host")))

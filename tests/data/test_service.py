@@ -45,7 +45,7 @@ def shards(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dispatcher():
     server = service_lib.start_dispatcher()
-    workers = [service_lib.start_worker(server.target) for _ in range(2)]
+    workers = [service_lib.start_worker(server.target, heartbeat=0.25) for _ in range(2)]  # a stop waits for a beat
     yield server.target
     for worker in workers:
         worker.stop()

@@ -166,6 +166,34 @@ def test_resize_uint8_like_opencv():
         assert np.abs(out.astype(int) - resize_bilinear(clip, size).astype(int)).max() <= 1
 
 
+def test_resize_gives_the_rounded_clipped_bilinear_frames_and_passes_same_size_frames_through():
+    clip = np.random.default_rng(5).integers(0, 256, (3, 24, 32, 3)).astype(np.uint8)
+    clip[0, :4] = 255  # flat extremes: the rounding must not wrap
+    clip[1, :4] = 0
+
+    def before(frames, size):  # the rule as first written: float bilinear, round, clip, cast
+        out = tf.image.resize(frames, size, method="bilinear", antialias=False)
+        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8).numpy()
+
+    for size in ([12, 17], [40, 50], [24, 20]):
+        np.testing.assert_array_equal(transforms.resize(tf.constant(clip), size).numpy(), before(clip, size))
+    np.testing.assert_array_equal(before(clip, [24, 32]), clip)  # the rule is the identity at the same size
+    np.testing.assert_array_equal(transforms.resize(tf.constant(clip), [24, 32]).numpy(), clip)
+    floats = clip.astype(np.float32) / 7.0
+    np.testing.assert_array_equal(transforms.resize(tf.constant(floats), [12, 17]).numpy(),
+                                  tf.image.resize(floats, [12, 17], antialias=False).numpy())
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def unknown_size(frames):  # run-time check: the decoded size is unknown when the graph is built
+        out = transforms.resize(frames, [24, 32])
+        assert out.shape.as_list() == [None, 24, 32, 3]
+        return out
+
+    np.testing.assert_array_equal(unknown_size(tf.constant(clip)).numpy(), clip)
+    np.testing.assert_array_equal(unknown_size(tf.constant(clip[:, :12, :16])).numpy(), before(clip[:, :12, :16],
+                                                                                                [24, 32]))
+
+
 def test_normalize():
     from keras_bert3d.models.builder import get_preset
 

@@ -105,6 +105,19 @@ def test_random_flip_whole_clip_and_flow_not_negated():
     assert seen == {"same", "flipped"}
 
 
+def test_random_flip_mirrors_uint8_clips_of_any_shape_as_reverse_does():
+    clip = np.random.default_rng(6).integers(0, 256, (3, 5, 7, 3)).astype(np.uint8)
+    out = transforms.random_flip(tf.constant(clip), seed=[0, 0], probability=1.0)
+    assert out.shape == clip.shape
+    np.testing.assert_array_equal(out.numpy(), clip[:, :, ::-1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def unknown_shape(frames):
+        return transforms.random_flip(frames, seed=[0, 0], probability=1.0)
+
+    np.testing.assert_array_equal(unknown_shape(tf.constant(clip)).numpy(), clip[:, :, ::-1])
+
+
 @pytest.mark.parametrize("height,width,size,expected", [
     (128, 170, 112, (8, 29)), (256, 340, 224, (16, 58)),   # REFERENCE.md 5.9
     (17, 13, 12, (2, 0)),  # round(2.5) = 2 (half to even, Python 3)

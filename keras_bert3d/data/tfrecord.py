@@ -19,9 +19,6 @@ import os
 from keras_bert3d.validation import check_choice
 
 FEATURE_LISTS = {"rgb": ("frames",), "flow": ("flow_x", "flow_y")}
-# Up to this many frames of a known count are decoded by one op each, side by side in the graph, rather than in a
-# `tf.map_fn` loop (its per-frame TensorArray and loop steps cost a quarter of a small frame's decode).
-UNROLL_FRAMES = 128
 
 
 def shard_name(prefix, shard, num_shards):
@@ -80,8 +77,7 @@ def decode_frames(example, indices=None, crop=None):
 
     Args:
         example: a dict from `parse_example`.
-        indices: int 0-based frame indices to decode (any order, repeats); None decodes all. A static
-            length (a clip's) decodes the frames with one op each instead of a loop.
+        indices: int 0-based frame indices to decode (any order, repeats); None decodes all.
         crop: optional ``[y, x, height, width]`` window, decoded with ``tf.io.decode_and_crop_jpeg``
             (only the window's blocks are decoded), identical for every frame.
 
@@ -103,12 +99,7 @@ def decode_frames(example, indices=None, crop=None):
     planes = []
     for name in names:
         jpegs = example[name] if indices is None else tf.gather(example[name], tf.cast(indices, tf.int32))
-        count = jpegs.shape[0]
-        if count is not None and 0 < count <= UNROLL_FRAMES:  # a known clip length: one decode op per frame
-            planes.append(tf.stack([decode(jpegs[k]) for k in range(count)]))
-        else:
-            planes.append(tf.map_fn(decode, jpegs,
-                                    fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8)))
+        planes.append(tf.map_fn(decode, jpegs, fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8)))
     return planes[0] if len(planes) == 1 else tf.concat(planes, axis=-1)
 
 

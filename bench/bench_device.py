@@ -9,8 +9,11 @@ Cases: rgb_r2plus1d_32f_34_bert10 (32x112²), rgb_I3D64f_bert2 and rgb_slowfast6
 (64x224²), 101 classes; float32, mixed_float16 (the optimizer wrapped in keras.optimizers.LossScaleOptimizer)
 and mixed_bfloat16; jit_compile on and off (XLA on JAX; torch.compile on PyTorch); batch 8 and 16. They run
 in priority order, every model of a tier before the next tier: bfloat16 with the backend's default
-jit_compile ("auto": XLA on JAX, eager on PyTorch) at batch 8; then float32, float16, the other jit_compile,
-batch 16, and the remaining combinations. A case starts only while ``--min-case-s`` of the budget is left and
+jit_compile ("auto": XLA on JAX, eager on PyTorch) at batch 8; then float32, float16, the uint8 input, the other
+jit_compile, batch 16, and the remaining combinations. Input ``float32`` is a normalised clip; ``uint8`` is what
+``augment="device"`` sends (uint8 boxes of the short side plus crop windows and flips), trained through
+`keras_bert3d.models.clip_augmenter.augmented_model`, so the step includes the device-side crop, resize, flip
+and normalisation (its cost is the ratio "uint8 input / float32 input"). A case starts only while ``--min-case-s`` of the budget is left and
 is killed at ``--case-timeout-s`` or the budget's end; the run always ends with the table of what it has.
 
 Every case runs in a fresh child process (the dtype policy is process-wide, and the device's peak memory is
@@ -55,25 +58,29 @@ SMOKE = {"r2plus1d": dict(num_frames=8, image_size=32, stage_blocks=[1, 1, 1, 1]
          "slowfast": dict(num_frames=16, image_size=32, stage_blocks=[1, 1, 1, 1], slow_width=4, beta_inv=4,
                           reduction_dim=8, fast_reduction_dim=4, num_heads=2)}
 PRECISIONS = ("mixed_bfloat16", "float32", "mixed_float16")
+INPUTS = ("float32", "uint8")
 NUM_CLASSES = 101
 MARK = "BENCH_CASE "
 GIB = 2 ** 30
 
 
-def plan(models, precisions, batches, jits):
-    """The cases in priority order (see the module docstring); jits[0] is the backend's default."""
+def plan(models, precisions, batches, jits, inputs=("float32",)):
+    """The cases in priority order (see the module docstring); jits[0] is the backend's default, inputs[0]
+    the priority input (the other one runs after the float16 tier, then in every combination)."""
     first, other = jits[0], jits[1:]
-    tiers = [("mixed_bfloat16", first, batches[0]), ("float32", first, batches[0]),
-             ("mixed_float16", first, batches[0])]
-    tiers += [("mixed_bfloat16", jit, batches[0]) for jit in other]
-    tiers += [("mixed_bfloat16", first, batch) for batch in batches[1:]]
-    tiers += list(itertools.product(PRECISIONS, jits, batches))
+    main, extra = inputs[0], tuple(inputs[1:])
+    tiers = [("mixed_bfloat16", first, batches[0], main), ("float32", first, batches[0], main),
+             ("mixed_float16", first, batches[0], main)]
+    tiers += [("mixed_bfloat16", first, batches[0], name) for name in extra]
+    tiers += [("mixed_bfloat16", jit, batches[0], main) for jit in other]
+    tiers += [("mixed_bfloat16", first, batch, main) for batch in batches[1:]]
+    tiers += list(itertools.product(PRECISIONS, jits, batches, inputs))
     cases, seen = [], set()
-    for (precision, jit, batch), model in itertools.product(tiers, models):
-        key = (model, precision, jit, batch)
+    for (precision, jit, batch, name), model in itertools.product(tiers, models):
+        key = (model, precision, jit, batch, name)
         if precision in precisions and key not in seen:
             seen.add(key)
-            cases.append(dict(model=model, precision=precision, jit=jit, batch=batch))
+            cases.append(dict(model=model, precision=precision, jit=jit, batch=batch, input=name))
     return cases
 
 
@@ -119,6 +126,7 @@ def run_case(case, args):
     sys.path.insert(0, REPO)  # this clone's keras_bert3d
     from keras_bert3d.models import recipe
     from keras_bert3d.models.builder import build_model
+    from keras_bert3d.models.clip_augmenter import augmented_model
 
     start = time.perf_counter()
     overrides = SMOKE[case["model"]] if args.smoke else {}
@@ -126,8 +134,11 @@ def run_case(case, args):
     optimizer = recipe.make_optimizer(model.recipe, model, gradient_accumulation_steps=1)
     if case["precision"] == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, jit_compile=case["jit"])  # loss and metrics: the model's recipe ("auto")
-    x = keras.random.normal((case["batch"], *model.input.shape[1:]), seed=0)
+    if case.get("input") == "uint8":  # augment="device": window resize, flip, normalise inside the step
+        model = augmented_model(model)
+    model.compile(optimizer=optimizer, loss=recipe.make_loss(), metrics=recipe.make_metrics(NUM_CLASSES),
+                  jit_compile=case["jit"])  # the recipe's loss and top1/top5, on either model
+    x = _inputs(model, case["batch"])
     y = keras.ops.convert_to_tensor(np.arange(case["batch"]) % NUM_CLASSES, "int32")
     build_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -149,6 +160,27 @@ def run_case(case, args):
                 peak_gib=None if peak_bytes is None else peak_bytes / GIB, build_s=build_s, warmup_s=warmup_s,
                 params=model.count_params(), loss=float(keras.ops.convert_to_numpy(logs["loss"])),
                 versions=_versions(backend))
+
+
+def _inputs(model, batch):
+    """One batch on the device: normalised float clips (random normal), or for the augmented model uint8 boxes
+    of the preprocessing's short side with random multi-scale windows and flips (what augment="device" sends)."""
+    import keras
+    import numpy as np
+
+    if not isinstance(model.input, dict):
+        return keras.random.normal((batch, *model.input.shape[1:]), seed=0)
+    prep = model.layers[-1].preprocessing
+    box = min(prep["frame_size"])
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (batch, prep["num_frames"], box, box, len(prep["mean"])), dtype=np.uint8)
+    sizes = [int(box * r) for r in (1.0, 0.875, 0.75, 0.66)]
+    windows = []
+    for _ in range(batch):
+        h, w = rng.choice(sizes, 2)
+        windows.append([rng.integers(0, box - h + 1), rng.integers(0, box - w + 1), h, w, rng.integers(0, 2)])
+    return {"frames": keras.ops.convert_to_tensor(frames),
+            "windows": keras.ops.convert_to_tensor(np.asarray(windows, np.int32))}
 
 
 def _versions(backend):
@@ -205,21 +237,27 @@ def _run_child(case, args, timeout_s, log):
 
 
 def ratios(records):
-    """Each case's clips/s over the same model's float32, jit-off and batch-8 figures, where those ran."""
-    rate = {(r["model"], r["precision"], r["jit"], r["batch"]): r["clips_per_s"] for r in records if r["status"] == "ok"}
+    """Each case's clips/s over the same model's float32, jit-off, batch-8 and float32-input figures, where
+    those ran."""
+    def key(r):
+        return r["model"], r["precision"], r["jit"], r["batch"], r.get("input", "float32")
+
+    rate = {key(r): r["clips_per_s"] for r in records if r["status"] == "ok"}
     out = {}
-    for (model, precision, jit, batch), value in rate.items():
-        against = {f"{precision} / float32": (model, "float32", jit, batch),
-                   "jit on / off": (model, precision, False, batch) if jit else None,
-                   f"batch {batch} / 8": (model, precision, jit, 8)}
-        for name, key in against.items():
-            if key in rate and key != (model, precision, jit, batch):
-                out[f"{model} {precision} jit={jit} batch={batch}: {name}"] = round(value / rate[key], 3)
+    for (model, precision, jit, batch, name), value in rate.items():
+        against = {f"{precision} / float32": (model, "float32", jit, batch, name),
+                   "jit on / off": (model, precision, False, batch, name) if jit else None,
+                   f"batch {batch} / 8": (model, precision, jit, 8, name),
+                   f"{name} input / float32 input": (model, precision, jit, batch, "float32")}
+        for label, other in against.items():
+            if other in rate and other != (model, precision, jit, batch, name):
+                tag = "" if name == "float32" else f" input={name}"
+                out[f"{model} {precision} jit={jit} batch={batch}{tag}: {label}"] = round(value / rate[other], 3)
     return out
 
 
 def report(records, skipped, meta):
-    print(f"\n{'model':9s} {'precision':15s} {'jit':5s} {'batch':>5s} {'clips/s':>8s} {'ms/step':>8s} "
+    print(f"\n{'model':9s} {'precision':15s} {'jit':5s} {'batch':>5s} {'input':>7s} {'clips/s':>8s} {'ms/step':>8s} "
           f"{'TFLOP/s':>8s} {'peak GiB':>8s} {'per core':>8s} {'warmup s':>8s}  status")
     cores = os.cpu_count() or 1
     for r in records:
@@ -229,7 +267,8 @@ def report(records, skipped, meta):
                  f"{r['clips_per_s'] * gflops / 1e3:8.1f}" if gflops else f"{'-':>8s}",
                  f"{r['peak_gib']:8.2f}" if r.get("peak_gib") is not None else f"{'-':>8s}",
                  f"{r['clips_per_s'] / cores:8.2f}", f"{r['warmup_s']:8.1f}"] if ok else [f"{'-':>8s}"] * 6
-        print(f"{r['model']:9s} {r['precision']:15s} {str(r['jit']):5s} {r['batch']:5d} {' '.join(cells)}  "
+        print(f"{r['model']:9s} {r['precision']:15s} {str(r['jit']):5s} {r['batch']:5d} "
+              f"{r.get('input', 'float32'):>7s} {' '.join(cells)}  "
               f"{r['status']}")
     print(f"(TFLOP/s: 3x the forward GFLOPs of BENCHMARKS 'Models' per clip; per core: clips/s each of the {cores} "
           f"host cores must deliver; the host pipeline's own rate comes from bench/bench_data.py on a TF host)")
@@ -252,6 +291,9 @@ def main():
     parser.add_argument("--batches", nargs="+", type=int, default=None, help="default 8 16 (--smoke: 2)")
     parser.add_argument("--jit", nargs="+", default=None, choices=["on", "off"],
                         help="first = the priority one; default: the backend's jit_compile='auto' first")
+    parser.add_argument("--inputs", nargs="+", default=list(INPUTS), choices=INPUTS,
+                        help="float32: normalised clips; uint8: augment='device' (uint8 boxes + windows, the "
+                             "ClipAugmenter inside the step); the first is the priority one")
     parser.add_argument("--max-cases", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=2, help="untimed train_on_batch calls (compile, autotune)")
     parser.add_argument("--steps", type=int, default=4, help="training steps per timed round")
@@ -272,7 +314,7 @@ def main():
                      f"bench/bench_train.py measures the training step")
     jits = [j == "on" for j in args.jit] if args.jit else [backend == "jax", backend != "jax"]
     batches = args.batches or ([2] if args.smoke else [8, 16])
-    cases = plan(args.models, args.precisions, batches, jits)[:args.max_cases]
+    cases = plan(args.models, args.precisions, batches, jits, args.inputs)[:args.max_cases]
     own_cache = not args.jax_cache
     args.jax_cache = args.jax_cache or tempfile.mkdtemp(prefix="bench_device_jax_")
     start = time.perf_counter()
@@ -286,7 +328,7 @@ def main():
         records.append(record)
         rate = f"{record['clips_per_s']:.1f} clips/s" if record["status"] == "ok" else record["status"]
         print(f"[{time.perf_counter() - start:6.1f} s] {case['model']} {case['precision']} jit={case['jit']} "
-              f"batch={case['batch']}: {rate}", flush=True)
+              f"batch={case['batch']} input={case['input']}: {rate}", flush=True)
     meta = dict(bench="bench_device", backend=backend, smoke=args.smoke, budget_s=args.budget_s,
                 elapsed_s=round(time.perf_counter() - start, 1), host_cores=os.cpu_count(),
                 tf32="off for float32 (NVIDIA_TF32_OVERRIDE=0, jax highest matmul precision, torch allow_tf32=False)",

@@ -9,6 +9,7 @@ from keras_bert3d.layers.bert_pooling import BERTPooling
 from keras_bert3d.layers.reference_layer_norm import ReferenceLayerNorm
 from keras_bert3d.layers.temporal_tokens import TemporalTokens
 from keras_bert3d.models.builder import build_model, get_preset, list_models
+from keras_bert3d.models.clip_augmenter import ClipAugmenter
 from keras_bert3d.models.video_classifier import VideoClassifier
 from keras_bert3d.models.video_preprocessor import VideoPreprocessor
 from keras_bert3d.serving.timeline import predict_timeline
@@ -16,6 +17,6 @@ from keras_bert3d.optimizers import ReferenceAdamW, ReferenceSGD
 
 __all__ = [
     "Backbone", "I3DBackbone", "R2Plus1DBackbone", "ResNeXt3DBackbone", "SlowFastBackbone",
-    "BERTPooling", "ReferenceLayerNorm", "TemporalTokens", "VideoClassifier", "VideoPreprocessor",
+    "BERTPooling", "ReferenceLayerNorm", "TemporalTokens", "ClipAugmenter", "VideoClassifier", "VideoPreprocessor",
     "build_model", "get_preset", "list_models", "predict_timeline", "ReferenceAdamW", "ReferenceSGD",
 ]

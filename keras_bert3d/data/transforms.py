@@ -109,19 +109,28 @@ def multi_scale_crop(clip, size, ratios=MULTI_SCALE_RATIOS, max_distort=1, seed=
     one of ``crop_size_pairs`` and one of the 13 ``fixed_crop_offsets`` uniformly, the window clipped at the
     border, then resized to ``size x size``. Needs ``H >= size`` and ``W >= size``."""
     shape = tf.shape(clip)
-    height, width = shape[1], shape[2]
+    y, x, h, w = multi_scale_window(shape[1], shape[2], size, ratios, max_distort, seed)
+    return resize(tf.slice(clip, [0, y, x, 0], [-1, h, w, -1]), [size, size])
+
+
+def multi_scale_window(height, width, size, ratios=MULTI_SCALE_RATIOS, max_distort=1, seed=None):
+    """The random draw of `multi_scale_crop`: its window ``(y, x, h, w)`` (int32) in an ``height x width``
+    frame (the host path crops it; ``make_dataset(augment="device")`` hands it to the device)."""
     tf.debugging.assert_greater_equal(tf.minimum(height, width), size, message="multi_scale_crop: frame < crop size")
     num_pairs = len(crop_size_pairs(1, ratios, max_distort))
-    y, x, h, w = crop_window(height, width, size, _randint(num_pairs, _seed(seed, 1)),
-                             _randint(len(FIXED_CROP_GRID), _seed(seed, 2)), ratios, max_distort)
-    return resize(tf.slice(clip, [0, y, x, 0], [-1, h, w, -1]), [size, size])
+    return crop_window(height, width, size, _randint(num_pairs, _seed(seed, 1)),
+                       _randint(len(FIXED_CROP_GRID), _seed(seed, 2)), ratios, max_distort)
+
+
+def flip_draw(seed=None, probability=0.5):
+    """The random draw of `random_flip`: a bool scalar, True to flip."""
+    return _uniform([], _seed(seed, 3)) < probability
 
 
 def random_flip(clip, seed=None, probability=0.5):
     """Flip the whole clip left-right with ``probability``. Flow x is *not* negated (the reference's
     ``RandomHorizontalFlip``, REFERENCE.md 5.8)."""
-    flip = _uniform([], _seed(seed, 3)) < probability
-    return tf.cond(flip, lambda: _mirror(clip), lambda: clip)
+    return tf.cond(flip_draw(seed, probability), lambda: _mirror(clip), lambda: clip)
 
 
 def _mirror(clip):

@@ -21,6 +21,7 @@ import numpy as np
 
 from keras_bert3d.training import run_folder
 from keras_bert3d.atomic import atomic_open, save_model_atomic
+from keras_bert3d.models.clip_augmenter import unwrap
 from keras_bert3d.validation import check_choice, check_open_unit
 
 
@@ -109,7 +110,7 @@ class AtomicBestCheckpoint(StatefulCallback):
         if value is None or (self.best is not None and sign * float(value) < sign * self.best):
             return
         self.best, self.best_epoch = float(value), epoch
-        save_model_atomic(self.model, self.path)
+        save_model_atomic(unwrap(self.model), self.path)  # the classifier, not a data.augment=device wrapper
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: {self.monitor} = {float(value):.4f}, the best so far: saved {self.path}",
                   flush=True)

@@ -21,6 +21,7 @@ OPTIMIZERS = ("auto", "adamw", "sgd")
 PRECISIONS = (None, "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 DATASETS = ("ucf101", "hmdb51", "kinetics", "frames", "folders", "csv")
+AUGMENTS = ("auto", "host", "device")  # data.augment (keras_bert3d.training.model_setup.resolve_augment)
 
 DEFAULTS = {
     "name": "run",
@@ -42,6 +43,7 @@ DEFAULTS = {
         "train_subset": "train",
         "val_subset": "test",
         "source": "auto",
+        "augment": "auto",
         "tfrecord": None,
         "val_tfrecord": None,
         "batch_size": 8,
@@ -89,6 +91,8 @@ DESCRIPTIONS = {
     "data.train_subset": "subset trained on",
     "data.val_subset": "subset validated on each epoch (the reference validates on the test list)",
     "data.source": "auto|video|frames|tfrecord",
+    "data.augment": "auto (device when the backend sees a GPU/TPU, else host) | host (crop, flip, normalise on the "
+                    "CPU) | device (uint8 frames to the accelerator, the same batches; model.fit, no mixup/cutmix)",
     "data.tfrecord": "training shards (a glob or folder) when source=tfrecord",
     "data.val_tfrecord": "validation shards when source=tfrecord",
     "data.batch_size": "clips per step over all replicas (reference 8)",
@@ -152,7 +156,8 @@ def _check_value(key, value):
 
     default = _flat(DEFAULTS)[key]
     choices = {"train.optimizer": OPTIMIZERS, "train.mixed_precision": PRECISIONS,
-               "train.strategy": STRATEGIES, "data.source": SOURCES, "data.dataset": DATASETS}
+               "train.strategy": STRATEGIES, "data.source": SOURCES, "data.dataset": DATASETS,
+               "data.augment": AUGMENTS}
     if key in choices:
         if value not in choices[key] and not (key == "data.dataset" and value is None):
             _fail(key, value, f"one of {list(choices[key])}")
@@ -249,6 +254,7 @@ def resume_conflicts(previous, config):
     (the config of the run whose backup would be resumed), but for `RESUMABLE_TRAIN_KEYS`: a list of
     ``(key, previous value, new value)``."""
     old, new = _flat({k: previous.get(k, {}) for k in _SECTIONS}), _flat({k: config[k] for k in _SECTIONS})
+    old.setdefault("data.augment", "host")  # a run from before data.augment augmented on the host
     resumable = {f"train.{key}" for key in RESUMABLE_TRAIN_KEYS}
     return [(key, old.get(key), new.get(key)) for key in dict.fromkeys([*old, *new])
             if key not in resumable and old.get(key) != new.get(key)]

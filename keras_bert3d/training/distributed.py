@@ -76,6 +76,7 @@ import keras
 import tensorflow as tf
 
 from keras_bert3d.atomic import fsync_file, fsync_folder, save_model_atomic
+from keras_bert3d.models.clip_augmenter import unwrap
 from keras_bert3d.training import run_folder
 from keras_bert3d.training.callbacks import RunFolderCallbacks
 from keras_bert3d.training.replica_steps import EpochBatches, ReplicaSteps
@@ -226,7 +227,7 @@ def custom_fit(model_fn, optimizer_fn, loss_fn, train_ds_fn, val_ds_fn=None, *, 
             fn(epoch, dict(logs, learning_rate=rate))
     callback_list.on_train_end()
     if chief:
-        save_model_atomic(model, os.path.join(run_dir, run_folder.LAST))
+        save_model_atomic(unwrap(model), os.path.join(run_dir, run_folder.LAST))  # the classifier, not a wrapper
     best = folder.best
     return {"history": [dict(row) for row in folder.history.rows] if chief else [],
             "best_epoch": best.best_epoch if best else None,

@@ -1,7 +1,8 @@
 """The set-up of a training run, one for `bert3d train` (`model.fit` and the custom loop) and `bert3d tune`.
 
 `load_indexes` reads the train and validation subsets and checks the class count; `resolve_recipe` fills in
-the config as run (class count, optimiser, learning rate); `initial_model` builds the classifier from
+the config as run (class count, where augmentation runs, optimiser, learning rate); `initial_model` builds the
+classifier from
 ``model.preset`` (+ overrides) or ``model.config``, loads its starting weights and freezes its backbone if
 asked; `compile_model` compiles it with the recipe of keras_bert3d.models.recipe (optimiser, loss, metrics);
 `precision` sets the mixed-precision policy of a run and puts the previous one back.
@@ -92,12 +93,31 @@ def load_indexes(config):
     return train_index, val_index, num_classes
 
 
+def resolve_augment(config):
+    """``data.augment`` as run: ``"host"`` or ``"device"``. ``auto`` is device when the Keras backend sees an
+    accelerator (`keras_bert3d.backend.accelerator_visible`), unless mixup/cutmix are on (they mix normalised
+    clips on the host); an explicit ``device`` with mixup/cutmix is an error naming the key."""
+    from keras_bert3d import backend
+
+    data = config["data"]
+    mixing = bool(data["mixup"] or data["cutmix"])
+    if data["augment"] == "auto":
+        return "device" if not mixing and backend.accelerator_visible() else "host"
+    if data["augment"] == "device" and mixing:
+        raise ValueError("config key `data.augment` cannot be 'device' with mixup/cutmix (they mix normalised clips "
+                         f"on the host); received data.augment='device', data.mixup={data['mixup']}, "
+                         f"data.cutmix={data['cutmix']} (use host or auto)")
+    return data["augment"]
+
+
 def resolve_recipe(config, num_classes):
-    """The config as run: the class count, the optimiser and learning rate filled in."""
+    """The config as run: the class count, ``data.augment`` (`resolve_augment`), the optimiser and learning
+    rate filled in."""
     from keras_bert3d.models import recipe
 
     config = validate_config(config)
     config["model"]["num_classes"] = num_classes
+    config["data"]["augment"] = resolve_augment(config)
     if config["train"]["optimizer"] == "auto":
         config["train"]["optimizer"] = default_optimizer(config["model"])
     optimizer = config["train"]["optimizer"]

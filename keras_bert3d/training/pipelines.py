@@ -48,10 +48,11 @@ class Pipelines:
     """The training batches of each epoch and the validation batches, sharing one bad-video counter."""
 
     def __init__(self, data, preprocessing, train_index, val_index, num_classes, seed, steps_per_epoch,
-                 counter=None):
+                 counter=None, augment="host"):
         from keras_bert3d.data.bad_videos import BadVideoCounter
 
         self.data, self.prep, self.num_classes, self.seed = data, preprocessing, num_classes, seed
+        self.augment = augment  # "device": uint8 frames + windows for models.clip_augmenter.augmented_model
         self.train_index, self.val_index, self.steps = train_index, val_index, steps_per_epoch
         self.counter = counter or BadVideoCounter()
         self.one_hot = bool(data["mixup"] or data["cutmix"])
@@ -68,7 +69,7 @@ class Pipelines:
         dataset, _ = counted_dataset(source, self.prep, "train", batch_size or self.data["batch_size"], source=kind,
                                seed=epoch_seed(self.seed, epoch), strict=self.data["strict"],
                                mixup=self.data["mixup"], cutmix=self.data["cutmix"], num_classes=self.num_classes,
-                               counter=self.counter, reshuffle_each_iteration=False)
+                               counter=self.counter, reshuffle_each_iteration=False, augment=self.augment)
         dataset = dataset.repeat().take(self.steps)
         return dataset.skip(skip) if skip else dataset
 
@@ -81,7 +82,7 @@ class Pipelines:
 
         source, kind = self._source(self.val_index if index is None else index, self.data["val_tfrecord"])
         dataset, _ = counted_dataset(source, self.prep, "val", batch_size or self.data["batch_size"], source=kind,
-                               strict=self.data["strict"], counter=self.counter)
+                               strict=self.data["strict"], counter=self.counter, augment=self.augment)
         if self.one_hot:
             dataset = dataset.map(lambda x, y: (x, tf.one_hot(y, self.num_classes)))
         return dataset

@@ -60,7 +60,8 @@ def train(config):
 
 
 def _resolved(config):
-    """The train and validation indexes, and the config with ``model.num_classes`` and the recipe resolved."""
+    """The train and validation indexes, and the config with ``model.num_classes``, ``data.augment`` and the
+    recipe resolved."""
     train_index, val_index, num_classes = model_setup.load_indexes(config)
     return train_index, val_index, model_setup.resolve_recipe(config, num_classes)
 
@@ -68,6 +69,7 @@ def _resolved(config):
 def _train(config, run_dir, strategy):
     from keras_bert3d.training.bad_video_report import BadVideoReport
     from keras_bert3d.training import callbacks as cb
+    from keras_bert3d.models.clip_augmenter import augmented_model
     from keras_bert3d.training.backup import TrainingBackup
 
     train_index, val_index, config = _resolved(config)
@@ -75,11 +77,18 @@ def _train(config, run_dir, strategy):
     num_classes = config["model"]["num_classes"]
     with strategy.scope():
         model = model_setup.initial_model(config["model"], num_classes, verbose)
-        model_setup.compile_model(model, tc, num_classes, one_hot=bool(data["mixup"] or data["cutmix"]))
+        # data.augment=device: fit trains the classifier behind a ClipAugmenter (shared weights); the run folder,
+        # backups and exports keep the classifier (`unwrap`)
+        trainer = augmented_model(model) if data["augment"] == "device" else model
+        model_setup.compile_model(trainer, tc, num_classes, one_hot=bool(data["mixup"] or data["cutmix"]))
     _write_run_files(run_dir, config, train_index.class_names)
+    if verbose and data["augment"] == "device":
+        log.info("data.augment=device: uint8 frames and crop windows go to the accelerator, which crops, flips and "
+                 "normalises them (keras_bert3d.models.clip_augmenter)")
 
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
-    pipes = Pipelines(data, model.preprocessing, train_index, val_index, num_classes, tc["seed"], steps)
+    pipes = Pipelines(data, model.preprocessing, train_index, val_index, num_classes, tc["seed"], steps,
+                      augment=data["augment"])
     folder = cb.RunFolderCallbacks(run_dir, tc["plateau_patience"], tc["plateau_factor"], verbose=verbose)
     skipped_before = {}
     backup = TrainingBackup(
@@ -87,7 +96,7 @@ def _train(config, run_dir, strategy):
         extra_state=lambda: {"bad_videos": _merge(skipped_before, pipes.counter.counts())},
         steps_per_epoch=steps)
     with strategy.scope():  # the optimiser's variables are created here when a backup is restored
-        start_epoch, start_step = backup.restore(model)
+        start_epoch, start_step = backup.restore(trainer)
     resumed = {"epoch": start_epoch, "step": start_step} if backup.state else None
     if backup.state:
         skipped_before.update(backup.state["extra"].get("bad_videos", {}))
@@ -95,14 +104,14 @@ def _train(config, run_dir, strategy):
             log.info(f"Resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} (of {steps})")
     callbacks = [BadVideoReport(pipes.counter, verbose=1 if verbose else 0), *folder.callbacks,
                  cb.EpochAccumulationReset(start_epoch if start_step else None), backup]
-    fit = functools.partial(fit_model, model, validation_data=pipes.validation(),
+    fit = functools.partial(fit_model, trainer, validation_data=pipes.validation(),
                             validation_steps=tc["validation_steps"], callbacks=callbacks, verbose=verbose,
                             shuffle=False)
     epochs = tc["epochs"]
     if start_step and start_epoch < epochs:  # finish the interrupted epoch, then the rest
         # Keras builds the compiled metrics on first use: one validation batch builds them, so that the
         # backup can put back the running train metrics of the interrupted epoch.
-        model.evaluate(pipes.validation().take(1), verbose=0)
+        trainer.evaluate(pipes.validation().take(1), verbose=0)
         fit(pipes.train_epoch(start_epoch, skip=start_step), initial_epoch=start_epoch, epochs=start_epoch + 1,
             steps_per_epoch=steps - start_step)
         start_epoch += 1
@@ -136,6 +145,8 @@ def _train_custom_loop(config, run_dir, strategy):
     from keras_bert3d.models import recipe
     from keras_bert3d.training import distributed, strategies
 
+    from keras_bert3d.models.clip_augmenter import augmented_model
+
     train_index, val_index, config = _resolved(config)
     data, tc = config["data"], config["train"]
     chief = strategies.worker_info(strategy)[2]
@@ -146,10 +157,11 @@ def _train_custom_loop(config, run_dir, strategy):
                      "custom loop of keras_bert3d.training.distributed")
     with strategy.scope():
         model = model_setup.initial_model(config["model"], config["model"]["num_classes"], tc["verbose"])
+        trainer = augmented_model(model) if data["augment"] == "device" else model  # as in _train
         optimizer = model_setup.make_optimizer(model, tc)
     steps = tc["steps_per_epoch"] or math.ceil(len(train_index) / data["batch_size"])
     pipes = Pipelines(data, model.preprocessing, train_index, val_index, config["model"]["num_classes"],
-                      tc["seed"], steps)
+                      tc["seed"], steps, augment=data["augment"])
 
     def shard(index, context):
         records = list(index)[context.input_pipeline_id::context.num_input_pipelines]
@@ -166,7 +178,7 @@ def _train_custom_loop(config, run_dir, strategy):
     accumulation = max(tc["gradient_accumulation_steps"], 1)
     backup_every = None if tc["backup_freq"] == "epoch" else max(1, tc["backup_freq"] // accumulation)
     result = distributed.custom_fit(
-        lambda: model, lambda: optimizer, recipe.make_loss(bool(data["mixup"] or data["cutmix"])),
+        lambda: trainer, lambda: optimizer, recipe.make_loss(bool(data["mixup"] or data["cutmix"])),
         train_ds_fn, val_ds_fn, epochs=tc["epochs"], run_dir=run_dir, strategy=strategy,
         global_batch_size=data["batch_size"], steps_per_epoch=steps, validation_steps=tc["validation_steps"],
         checkpoint_every_steps=backup_every, plateau_patience=tc["plateau_patience"],

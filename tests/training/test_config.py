@@ -58,6 +58,7 @@ def test_yaml_reads_exponent_floats_and_json_works(tmp_path):
     ("train.optimizer=adam", "train.optimizer"), ("train.jit_compile=1", "train.jit_compile"),
     ("train.plateau_factor=2", "train.plateau_factor"), ("train.backup_freq=0", "train.backup_freq"),
     ("data.dataset=imagenet", "data.dataset"), ("model.overrides=3", "model.overrides"),
+    ("data.augment=gpu", "data.augment"),
 ])
 def test_bad_values_name_the_key(tmp_path, override, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

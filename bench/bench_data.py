@@ -14,7 +14,7 @@ a fresh pipeline, so that the load of a shared machine drifting during the run d
 ``--cores N`` pins the process to N cores before TensorFlow starts and gives TF and tf.data exactly N threads
 (PyAV decodes with one thread per call): clips/s per core with ``--cores 1``. ``--stages`` adds the cost of
 each stage alone (`data_stages`: decode, resize, crop, flip, normalise, batch), ms per clip, beside the
-end-to-end rate, and the DCT-scaling check. ``--augment`` picks where crop/flip/normalise run (`AUGMENTS`).
+end-to-end rate, and the DCT-scaling check. ``--augment host,device`` compares where crop/flip/normalise run (`AUGMENTS`), round-robin.
 
 It then builds rgb_r2plus1d_32f_34_bert10 with 101 classes, compiles it with AdamW, times
 ``train_on_batch`` at ``--train-batch`` (8) on random 32x112x112 clips and reports the clips/s one
@@ -40,15 +40,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from data_media import PROFILES, dct_scaling_check, make_tfrecords, make_videos  # noqa: E402
+from data_media import PROFILES, dct_scaling_check, make_data  # noqa: E402
 
 TRAIN_PRESET = "rgb_r2plus1d_32f_34_bert10"
 CONFIGS = (("32x112x112", TRAIN_PRESET), ("64x224x224", "rgb_I3D64f_bert2"))
 SOURCES = ("video", "frames", "tfrecord")
 BATCH = 8
 # --augment: the extra `make_dataset` arguments of each choice. "host": crop, flip and normalise on the host (the
-# pipeline's default). A device-side choice adds its entry here, e.g. "device": {"augment": "device"}.
-AUGMENTS = {"host": {}}
+# pipeline's default); "device": the host decodes, resizes and cuts the uint8 box, the accelerator does the rest
+# (`ClipAugmenter`), so clips/s is what the host hands on.
+AUGMENTS = {"host": {}, "device": {"augment": "device"}}
 
 
 def pin_cores(cores):
@@ -84,34 +85,15 @@ def with_threads(dataset, cores):
     return dataset.with_options(options)
 
 
-def make_data(root, args):
-    """Per codec: videos, frame folders, TFRecords per input size; a list of dicts."""
-    from keras_bert3d.models.builder import get_preset
-
-    data = []
-    for codec in args.codecs:
-        videos, frames, info = make_videos(root, codec, args)
-        info.update(videos=videos, frames=frames, tfrecords={}, write_videos_per_s={})
-        for label, preset in CONFIGS:
-            frame_size = get_preset(preset)["preprocessing"]["frame_size"]
-            info["tfrecords"][label], info["write_videos_per_s"][label] = make_tfrecords(
-                root, codec, label, videos, frame_size, args.workers)
-        print(f"data {codec}: {info['about']}, {args.videos} videos of {args.frames} frames "
-              f"({info['bytes_per_video'] / 1e3:.0f} kB each, frame types {info['frame_types']}) "
-              f"+ frame folders + TFRecords in {info['seconds']:.0f} s", flush=True)
-        data.append(info)
-    return data
-
-
 def clips_per_second(dataset, seconds, warmup, min_batches):
     iterator = iter(dataset.repeat())
     for _ in range(warmup):
         next(iterator)
-    start, batches = time.perf_counter(), 0
+    start, batches, clips = time.perf_counter(), 0, 0
     while batches < min_batches or time.perf_counter() - start < seconds:
-        clips, _ = next(iterator)
+        clips += clip_count(next(iterator))
         batches += 1
-    return batches * int(clips.shape[0]) / (time.perf_counter() - start), batches
+    return clips / (time.perf_counter() - start), batches
 
 
 def clip_count(element):
@@ -128,26 +110,26 @@ def bench_sources(data, args):
     rows = []
     for label, preset in CONFIGS:
         prep = get_preset(preset)["preprocessing"]
-        runs = [(d, source) for d in data for source in SOURCES]
-        rates = {(d["codec"], source): [] for d, source in runs}
+        runs = [(d, source, augment) for d in data for source in SOURCES for augment in args.augment]
+        rates = {(d["codec"], source, augment): [] for d, source, augment in runs}
         for _ in range(args.rounds):  # round-robin, a fresh pipeline each time: load drifts hit all alike
-            for d, source in runs:
+            for d, source, augment in runs:
                 inputs = {"video": d["videos"], "frames": d["frames"], "tfrecord": d["tfrecords"][label]}
                 dataset = make_dataset(inputs[source], prep, mode="train", batch_size=BATCH, source=source, seed=0,
-                                       **AUGMENTS[args.augment]).dataset
+                                       **AUGMENTS[augment]).dataset
                 dataset = with_threads(dataset, args.cores)
-                rates[d["codec"], source].append(clips_per_second(dataset, args.seconds, args.warmup,
-                                                                  args.min_batches)[0])
+                rates[d["codec"], source, augment].append(clips_per_second(dataset, args.seconds, args.warmup,
+                                                                           args.min_batches)[0])
                 del dataset
-        for d, source in runs:
-            found = rates[d["codec"], source]
+        for d, source, augment in runs:
+            found = rates[d["codec"], source, augment]
             row = {"input": label, "preset": preset, "frame_size": prep["frame_size"], "codec": d["codec"],
-                   "source": source, "clips_per_s": float(np.median(found)), "rounds": found}
+                   "source": source, "augment": augment, "clips_per_s": float(np.median(found)), "rounds": found}
             if source == "tfrecord":
                 row["write_videos_per_s"] = d["write_videos_per_s"][label]
             rows.append(row)
-            print(f"  {label} {d['codec']} {source:8s} {row['clips_per_s']:8.2f} clips/s (median; rounds: "
-                  f"{', '.join(f'{r:.1f}' for r in found)})", flush=True)
+            print(f"  {label} {d['codec']} {source:8s} augment={augment:6s} {row['clips_per_s']:8.2f} clips/s "
+                  f"(median; rounds: {', '.join(f'{r:.1f}' for r in found)})", flush=True)
     return rows
 
 
@@ -196,15 +178,15 @@ def bench_train(args):
 
 
 def table(rows, train):
-    lines = ["| input | data | source | clips/s (median) | rounds | ratio to training step |",
-             "|---|---|---|---:|---|---:|"]
+    lines = ["| input | data | source | augment | clips/s (median) | rounds | ratio to training step |",
+             "|---|---|---|---|---:|---|---:|"]
     for row in rows:
         ratio = f"{row['clips_per_s'] / train['clips_per_s']:.1f}x" if train and row["input"] == CONFIGS[0][0] else "-"
         lines.append(f"| {row['input']} ({row['preset']}, frames {row['frame_size'][0]}x{row['frame_size'][1]}) "
-                     f"| {row['codec']} | {row['source']} | {row['clips_per_s']:.2f} | "
+                     f"| {row['codec']} | {row['source']} | {row['augment']} | {row['clips_per_s']:.2f} | "
                      f"{' / '.join(f'{r:.1f}' for r in row['rounds'])} | {ratio} |")
     if train:
-        lines.append(f"| 32x112x112 | - | training step of {train['preset']} (batch {train['batch']}, "
+        lines.append(f"| 32x112x112 | - | - | training step of {train['preset']} (batch {train['batch']}, "
                      f"{train['step_s']:.2f} s/step, median of {train['steps']}) | {train['clips_per_s']:.3f} | "
                      f"{' / '.join(f'{t:.1f} s' for t in train['times'])} | 1.0x |")
     return "\n".join(lines)
@@ -218,7 +200,8 @@ def parse_args(argv):
                         "(default: both)")
     parser.add_argument("--cores", type=int, help="pin to this many cores, TF/tf.data threads = cores (default: all)")
     parser.add_argument("--stages", action="store_true", help="also time each stage alone (ms per clip)")
-    parser.add_argument("--augment", default="host", choices=sorted(AUGMENTS), help="where crop/flip/normalise run")
+    parser.add_argument("--augment", default="host", help=f"where crop/flip/normalise run: of {sorted(AUGMENTS)}, "
+                        "comma-separated to compare them round-robin (default host)")
     parser.add_argument("--videos", type=int, help="videos per kind (default 16; quick 4)")
     parser.add_argument("--frames", type=int, help="frames per video (default 150; quick 96)")
     parser.add_argument("--size", help="video WIDTHxHEIGHT for every kind (default: the kind's)")
@@ -235,10 +218,11 @@ def parse_args(argv):
     parser.add_argument("--keep", help="write the data here and keep it (default: a temporary folder)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
-    args.codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-    unknown = sorted(set(args.codecs) - set(PROFILES))
-    if unknown or not args.codecs:
-        parser.error(f"--codecs takes {sorted(PROFILES)}; received {unknown or args.codecs}")
+    for name, known in (("codecs", PROFILES), ("augment", AUGMENTS)):
+        values = [v.strip() for v in getattr(args, name).split(",") if v.strip()]
+        if not values or set(values) - set(known):
+            parser.error(f"--{name} takes {sorted(known)}, comma-separated; received {getattr(args, name)!r}")
+        setattr(args, name, values)
     args.videos = args.videos or (4 if args.quick else 16)
     args.frames = args.frames or (96 if args.quick else 150)
     args.seconds = args.seconds or (1.5 if args.quick else 10.0)
@@ -263,7 +247,7 @@ def main(argv=None):
     root = args.keep or tempfile.mkdtemp(prefix="bench_data_")
     stages = checks = None
     try:
-        data = make_data(root, args)
+        data = make_data(root, args, CONFIGS)
         rows = bench_sources(data, args)
         if args.stages:
             stages, checks = bench_stages(data, rows, args)
@@ -276,11 +260,18 @@ def main(argv=None):
     if train:
         best = max((r for r in rows if r["input"] == CONFIGS[0][0]), key=lambda r: r["clips_per_s"])
         verdict = "keeps up" if best["clips_per_s"] >= train["clips_per_s"] else "does NOT keep up"
-        print(f"\nfastest source at 32x112x112: {best['source']} ({best['clips_per_s']:.2f} clips/s) {verdict} with "
+        print(f"\nfastest source at 32x112x112: {best['source']}, augment={best['augment']} "
+              f"({best['clips_per_s']:.2f} clips/s) {verdict} with "
               f"the training step ({train['clips_per_s']:.2f} clips/s): "
               f"{best['clips_per_s'] / train['clips_per_s']:.1f}x")
+    if len(args.augment) > 1:
+        base = {(r["input"], r["codec"], r["source"]): r["clips_per_s"] for r in rows if r["augment"] == args.augment[0]}
+        for r in rows:
+            if r["augment"] != args.augment[0]:
+                print(f"{r['input']} {r['codec']} {r['source']}: augment={r['augment']} / {args.augment[0]} = "
+                      f"{r['clips_per_s'] / base[r['input'], r['codec'], r['source']]:.2f}x")
     for row in rows:
-        if "write_videos_per_s" in row:
+        if "write_videos_per_s" in row and row["augment"] == args.augment[0]:
             print(f"to-tfrecord {row['input']} {row['codec']}: {row['write_videos_per_s']:.2f} videos/s "
                   f"({args.workers} workers)")
     print(f"load after: {os.getloadavg()}")

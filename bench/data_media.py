@@ -95,6 +95,25 @@ def make_tfrecords(root, codec, label, video_index, frame_size, workers):
     return out, len(video_index) / (time.perf_counter() - start)
 
 
+def make_data(root, args, configs):
+    """Per ``args.codecs`` kind: videos, frame folders, TFRecords per ``(label, preset)`` of ``configs``; dicts."""
+    from keras_bert3d.models.builder import get_preset
+
+    data = []
+    for codec in args.codecs:
+        videos, frames, info = make_videos(root, codec, args)
+        info.update(videos=videos, frames=frames, tfrecords={}, write_videos_per_s={})
+        for label, preset in configs:
+            frame_size = get_preset(preset)["preprocessing"]["frame_size"]
+            info["tfrecords"][label], info["write_videos_per_s"][label] = make_tfrecords(
+                root, codec, label, videos, frame_size, args.workers)
+        print(f"data {codec}: {info['about']}, {args.videos} videos of {args.frames} frames "
+              f"({info['bytes_per_video'] / 1e3:.0f} kB each, frame types {info['frame_types']}) "
+              f"+ frame folders + TFRecords in {info['seconds']:.0f} s", flush=True)
+        data.append(info)
+    return data
+
+
 def dct_scaling_check(frame_size, seed=0, num_frames=4):
     """In-graph JPEG DCT scaling (``decode_jpeg(ratio=2)``) against full decode, both then resized bilinearly to
     ``frame_size``, on frames stored at twice ``frame_size``: mean |difference| in grey levels and ms per frame."""

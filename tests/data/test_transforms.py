@@ -105,6 +105,19 @@ def test_random_flip_whole_clip_and_flow_not_negated():
     assert seen == {"same", "flipped"}
 
 
+def test_random_flip_mirrors_uint8_clips_of_any_shape_as_reverse_does():
+    clip = np.random.default_rng(6).integers(0, 256, (3, 5, 7, 3)).astype(np.uint8)
+    out = transforms.random_flip(tf.constant(clip), seed=[0, 0], probability=1.0)
+    assert out.shape == clip.shape
+    np.testing.assert_array_equal(out.numpy(), clip[:, :, ::-1])
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def unknown_shape(frames):
+        return transforms.random_flip(frames, seed=[0, 0], probability=1.0)
+
+    np.testing.assert_array_equal(unknown_shape(tf.constant(clip)).numpy(), clip[:, :, ::-1])
+
+
 @pytest.mark.parametrize("height,width,size,expected", [
     (128, 170, 112, (8, 29)), (256, 340, 224, (16, 58)),   # REFERENCE.md 5.9
     (17, 13, 12, (2, 0)),  # round(2.5) = 2 (half to even, Python 3)
@@ -164,6 +177,34 @@ def test_resize_uint8_like_opencv():
         out = transforms.resize(tf.constant(clip), size).numpy()
         assert out.dtype == np.uint8 and out.shape == (2, *size, 3)
         assert np.abs(out.astype(int) - resize_bilinear(clip, size).astype(int)).max() <= 1
+
+
+def test_resize_gives_the_rounded_clipped_bilinear_frames_and_passes_same_size_frames_through():
+    clip = np.random.default_rng(5).integers(0, 256, (3, 24, 32, 3)).astype(np.uint8)
+    clip[0, :4] = 255  # flat extremes: the rounding must not wrap
+    clip[1, :4] = 0
+
+    def before(frames, size):  # the rule as first written: float bilinear, round, clip, cast
+        out = tf.image.resize(frames, size, method="bilinear", antialias=False)
+        return tf.cast(tf.clip_by_value(tf.round(out), 0.0, 255.0), tf.uint8).numpy()
+
+    for size in ([12, 17], [40, 50], [24, 20]):
+        np.testing.assert_array_equal(transforms.resize(tf.constant(clip), size).numpy(), before(clip, size))
+    np.testing.assert_array_equal(before(clip, [24, 32]), clip)  # the rule is the identity at the same size
+    np.testing.assert_array_equal(transforms.resize(tf.constant(clip), [24, 32]).numpy(), clip)
+    floats = clip.astype(np.float32) / 7.0
+    np.testing.assert_array_equal(transforms.resize(tf.constant(floats), [12, 17]).numpy(),
+                                  tf.image.resize(floats, [12, 17], antialias=False).numpy())
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
+    def unknown_size(frames):  # run-time check: the decoded size is unknown when the graph is built
+        out = transforms.resize(frames, [24, 32])
+        assert out.shape.as_list() == [None, 24, 32, 3]
+        return out
+
+    np.testing.assert_array_equal(unknown_size(tf.constant(clip)).numpy(), clip)
+    np.testing.assert_array_equal(unknown_size(tf.constant(clip[:, :12, :16])).numpy(), before(clip[:, :12, :16],
+                                                                                                [24, 32]))
 
 
 def test_normalize():

@@ -52,9 +52,6 @@ def run(args):
     _check(args)
     from keras_bert3d.data import service
 
-    stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
     if args.role == "dispatcher":
         server = service.start_dispatcher(args.port, args.work_dir, args.worker_timeout)
         port = int(server.target.rsplit(":", 1)[1])
@@ -65,6 +62,9 @@ def run(args):
         host = args.worker_address or "localhost"
         print(f"bert3d data-service: worker listening on grpc://{host}:{_port(server, args.port)} "
               f"for the dispatcher {args.dispatcher}", flush=True)
+    stop = threading.Event()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, lambda *_: stop.set())
     while not stop.wait(0.5):
         pass
     server.stop()

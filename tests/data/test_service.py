@@ -24,6 +24,22 @@ LENGTHS = (20, 40, 9, 33, 12, 27, 16, 50)
 PREP = {"modality": "rgb", "num_frames": 8, "frame_size": [24, 32], "crop_size": 16,
         "scale": 1 / 255, "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225]}
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# The tests that talk gRPC (tf.data service clients and servers) run in an interpreter of their own
+# (`test_served_tests_in_their_own_interpreter`): gRPC's threads in the test process could deadlock a child that a
+# later test forks (the writers' worker pools, keras_bert3d.data.parallel).
+IN_CHILD = os.environ.get("BERT3D_SERVICE_TESTS") == "child"
+served = pytest.mark.skipif(not IN_CHILD, reason="runs in test_served_tests_in_their_own_interpreter")
+
+
+@pytest.mark.parametrize("tier", ["not full", pytest.param("full", marks=pytest.mark.full)])
+def test_served_tests_in_their_own_interpreter(tier):
+    if IN_CHILD:
+        pytest.skip("the child itself")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_XDIST_WORKER"}
+    env.update(BERT3D_SERVICE_TESTS="child", PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-m", tier,
+                           os.path.abspath(__file__)], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and " passed" in done.stdout, (done.stdout + done.stderr)[-4000:]
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +60,7 @@ def shards(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dispatcher():
+    assert IN_CHILD, "a gRPC server in the test process"
     server = service_lib.start_dispatcher()
     workers = [service_lib.start_worker(server.target, heartbeat=0.25) for _ in range(2)]  # a stop waits for a beat
     yield server.target
@@ -62,6 +79,7 @@ def clips_of(dataset):
     return sorted(out)
 
 
+@served
 @pytest.mark.parametrize("mode,augment", [("train", "host"), ("val", "host"), ("train", "device")])
 def test_an_epoch_through_the_service_gives_the_local_clips(shards, dispatcher, mode, augment):
     _, folder = shards
@@ -76,6 +94,7 @@ def test_an_epoch_through_the_service_gives_the_local_clips(shards, dispatcher, 
         assert other != served and len(other) == len(served)
 
 
+@served
 def test_training_batches_come_through_the_service(shards, dispatcher):
     index, folder = shards
     data = {"source": "tfrecord", "tfrecord": folder, "val_tfrecord": folder, "batch_size": 4, "strict": False,
@@ -101,6 +120,7 @@ def test_service_needs_tfrecord_input_and_a_grpc_address(shards):
         service_lib.start_worker("localhost:1")
 
 
+@served
 def test_a_graph_holding_python_cannot_travel(dispatcher):
     python = tf.data.Dataset.range(4).map(lambda x: tf.numpy_function(lambda v: v * 2, [x], tf.int64))
     with pytest.raises(ValueError, match="holds Python code"):
@@ -134,6 +154,7 @@ def _free_port():
         return probe.getsockname()[1]
 
 
+@served
 @pytest.mark.full
 def test_an_epoch_survives_a_killed_worker(shards, tmp_path):
     """TF's trainer waits for a dead worker's task until a worker is back at its address (a supervisor restarts
@@ -186,6 +207,7 @@ def test_cli_checks_the_role_flags(capsys):
     assert "`dispatcher` must be a tf.data service address" in capsys.readouterr().err
 
 
+@served
 def test_a_dispatcher_with_a_work_dir_journals_its_state(tmp_path):
     server = service_lib.start_dispatcher(work_dir=str(tmp_path / "journal"), worker_timeout=2)
     try:

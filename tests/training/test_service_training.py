@@ -1,31 +1,12 @@
 """`bert3d train` with ``data.service``: a tiny run whose training batches come through a `bert3d data-service`
 dispatcher and worker on loopback (subprocesses), validation read locally (full tier)."""
-import os
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
-from train_runs import REPO, command, config, history, run, write_dataset
-
-
-def _server(log, *args):
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    with open(log, "a") as out:
-        return subprocess.Popen([sys.executable, "-m", "keras_bert3d.cli", "data-service", *args], env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-
-
-def _address(log, process, timeout=120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        for line in open(log).read().splitlines():
-            if "listening on " in line:
-                return line.split("listening on ")[1].split()[0]
-        time.sleep(0.2)
-    raise AssertionError(open(log).read()[-2000:])
+from data.test_service import _bert3d as _server, _listening as _address
+from train_runs import command, config, history, run, write_dataset
 
 
 @pytest.mark.full

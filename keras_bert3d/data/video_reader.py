@@ -1,8 +1,12 @@
 """Decoding frames from video files with PyAV: probe a file, read the frames a clip needs.
 
-`read_frames` seeks to the keyframe before the first frame a clip needs and decodes forward only
-to the last one, so a 32-frame clip from a long video costs about one GOP plus the clip. Every call
-opens its own container, so `tf.data` may call it from many threads at once.
+`read_frames` seeks to the keyframe before the first frame a clip needs and decodes forward only to the last
+one, so a 32-frame clip from a long video costs about one GOP plus the clip; in that lead-in the frames nothing
+refers to (most B-frames) are not decoded (``skip_frame``), which leaves every other frame as it was. Every call
+opens its own container, once (a sampler may choose the frames from the count found there), so `tf.data` may call
+it from many threads at once. Frames are converted to RGB once, into the array returned, at the video's size: the
+resize to the model's frame size stays `keras_bert3d.data.transforms.resize`'s exact bilinear rule (FFmpeg's
+swscale shrinks with a wider filter and other chroma siting: 3-4.5 grey levels off on average, up to 134).
 
 Frame ``i`` (0-based) is the ``i``-th frame in presentation order, as a frame extractor numbers them
 (`keras_bert3d.data.frame_timing`, which also has `probe`). A rotation flag in the container (a phone's portrait
@@ -15,12 +19,13 @@ frames past it says where the damage is and carries ``decodable`` (the frames be
 use that part instead (`keras_bert3d.data.pipeline` does when it holds a clip).
 """
 import collections
+import itertools
 import os
 import typing
 
 import numpy as np
 
-from keras_bert3d.data.frame_timing import Clock, frame_table, packets_end, probe
+from keras_bert3d.data.frame_timing import Clock, frame_count, frame_table, packets_end, probe
 from keras_bert3d.data.video_container import (VideoDecodeError, VideoInfo, check_frame_indices, check_frame_pixels,
                                               import_av, open_video)
 
@@ -42,24 +47,20 @@ def _seek_packets(container, stream, clock, first):
         if head is None or head.pts is None:
             return None
         if head.pts <= target:
-            return _chain(head, packets)
+            return itertools.chain([head], packets)
         # Keyframes are indexed by decode time: the one found is shown after `target`; go earlier.
         offset, step = offset - step, step * 2
     return None
 
 
-def _chain(head, rest):
-    yield head
-    yield from rest
-
-
-def _decoded(container, stream, clock, first, path, damage=None):
+def _decoded(container, stream, clock, first, path, damage=None, lead_in=False):
     """Yields (index, frame) in presentation order from the keyframe at or before frame ``first``.
 
     Decodes from the start (counting frames when they carry no timestamps) when seeking fails or
     its first frame lies past ``first``. A decode error after some frames ends the stream (the
     readable part of a damaged file) and is recorded in ``damage`` (a list, when given); before any
-    frame it is a `VideoDecodeError`."""
+    frame it is a `VideoDecodeError`. ``lead_in=True``: the packets before frame ``first`` (by their
+    timestamps) that no other frame refers to are not decoded, nor yielded."""
     av = import_av()
     packets = _seek_packets(container, stream, clock, first) if first > 0 else None
     from_start = packets is None
@@ -67,18 +68,24 @@ def _decoded(container, stream, clock, first, path, damage=None):
         container.seek(0)
     if from_start:
         packets = container.demux(stream)
-    position = -1
+    position, context, skipped, skipping = -1, stream.codec_context, False, False
     try:
         for packet in packets:
+            if lead_in:  # no reference frame is skipped, so the frames decoded are the same
+                skip = packet.pts is not None and clock.index(packet.pts) < first
+                if skip != skipping:
+                    context.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+                skipped |= skip
             for frame in packet.decode():
                 if frame.pts is not None:
                     index = clock.index(frame.pts)
-                elif from_start or position >= 0:
+                elif (from_start or position >= 0) and not skipped:
                     index = position + 1
                 else:
-                    index = None  # no timestamp on the first frame after a seek
-                if not from_start and position < 0 and (index is None or index > first):
+                    index = None  # no timestamp on the first frame after a seek (or after skipped frames)
+                if (not from_start and position < 0 and (index is None or index > first)) or index is None:
                     container.seek(0)
+                    context.skip_frame = "DEFAULT"
                     yield from _decoded(container, stream, clock, 0, path, damage)
                     return
                 position = index
@@ -93,12 +100,13 @@ def _decoded(container, stream, clock, first, path, damage=None):
 
 
 def _upright(frame, width, height, rotation, path=None):
+    """The frame as uint8 RGB ``(H, W, 3)`` of the header's size, upright (a rotated view when ``rotation``)."""
     if path is not None and (frame.width != width or frame.height != height):
         check_frame_pixels(path, frame.width, frame.height)  # a stream whose frames grow past its header's size
     # threads=1: no swscale thread pool (PyAV 19 starts one per conversion by default). A pool's state copied
     # into a forked worker (keras_bert3d.data.parallel) deadlocks there, and tf.data already decodes in parallel.
     array = frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
-    return np.ascontiguousarray(np.rot90(array, rotation // 90)) if rotation else array
+    return np.rot90(array, rotation // 90) if rotation else array
 
 
 def _missing_error(path, missing, seen, end, damage, known):
@@ -119,6 +127,8 @@ def read_frames(path, indices):
     """Decodes the frames at ``indices`` (0-based, any order, repeats allowed).
 
     Seeks to the keyframe at or before ``min(indices)`` and decodes forward to ``max(indices)``.
+    ``indices`` may also be a function of the video's frame count (`probe`'s ``num_frames``) that returns
+    them, so a clip sampler opens the file once.
 
     Returns:
         uint8 array ``(len(indices), height, width, 3)``, RGB, in the order of ``indices``.
@@ -130,40 +140,44 @@ def read_frames(path, indices):
     """
     av = import_av()
     path = os.fspath(path)
-    indices = check_frame_indices(np.asarray(indices, dtype=np.int64).reshape(-1))
+    choose = indices if callable(indices) else None
+    if choose is None:
+        indices = check_frame_indices(np.asarray(indices, dtype=np.int64).reshape(-1))
     container, stream = open_video(path)
     try:
         height, width = stream.codec_context.height, stream.codec_context.width
+        known = stream.frames
+        table = frame_table(path) if choose is not None else None
+        if choose is not None:  # the frame count as `probe` gives it
+            if not frame_count(stream, table):
+                raise VideoDecodeError(path, "has no video frames")
+            indices = check_frame_indices(np.asarray(choose(frame_count(stream, table)), np.int64).reshape(-1))
         if not indices.size:
             return np.zeros((0, height, width, 3), np.uint8)
-        wanted = set(indices.tolist())
         first, last = int(indices.min()), int(indices.max())
-        known = stream.frames
         if known and last >= known:
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
         stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
-        table = frame_table(path)
+        table = table or frame_table(path)
         end = packets_end(table.pts, known)  # frames from here on have no (complete) packet
-        clock = Clock(stream, table.pts)
-        found, damage = {}, []
-        seen = -1
+        rows = collections.defaultdict(list)  # frame -> the rows of `out` that show it
+        for row, index in enumerate(indices.tolist()):
+            rows[index].append(row)
+        size = (width, height) if table.rotation in (90, 270) else (height, width)
+        out, damage, seen = np.empty((indices.size, *size, 3), np.uint8), [], -1
         try:
-            for position, frame in _decoded(container, stream, clock, first, path, damage):
+            for position, frame in _decoded(container, stream, Clock(stream, table.pts), first, path, damage, True):
                 if end is not None and position >= end:
                     break
                 seen = max(seen, position)
-                if position in wanted and position not in found:
-                    found[position] = _upright(frame, width, height, table.rotation, path)
+                if position in rows:
+                    out[rows.pop(position)] = _upright(frame, width, height, table.rotation, path)
                 if position >= last:
                     break
         except av.error.FFmpegError as err:
             raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})", seen + 1) from None
-        missing = sorted(wanted - found.keys())
-        if missing:
-            raise _missing_error(path, missing, seen, end, damage, known)
-        out = np.empty((indices.size, *found[indices[0]].shape), np.uint8)
-        for row, index in enumerate(indices.tolist()):
-            out[row] = found[index]
+        if rows:
+            raise _missing_error(path, sorted(rows), seen, end, damage, known)
         return out
     finally:
         container.close()
@@ -201,7 +215,7 @@ def stream_clips(path, clips, transform=None):
         end = packets_end(table.pts, known)
         kept, damage, seen, k = {}, [], -1, 0
         try:
-            for position, frame in _decoded(container, stream, Clock(stream, table.pts), first, path, damage):
+            for position, frame in _decoded(container, stream, Clock(stream, table.pts), first, path, damage, True):
                 if end is not None and position >= end:
                     break
                 seen = max(seen, position)
@@ -277,7 +291,7 @@ def stream_frames(path, damage=None):
             stamp = frame.pts if frame.pts is not None else clock.pts(position)
             origin = stamp if origin is None else origin
             yield StreamedFrame(position, (stamp - origin) * time_base,
-                                _upright(frame, width, height, table.rotation, path))
+                                np.ascontiguousarray(_upright(frame, width, height, table.rotation, path)))
     finally:
         container.close()
 

@@ -54,9 +54,12 @@ def _unpack(stored):
     return FrameTable(start + step * np.arange(count, dtype=np.int64), rotation)
 
 
-def frame_table(path):
+def frame_table(path, opened=None):
     """The sorted packet timestamps and the rotation of ``path``'s video stream (demuxed once; only its first
-    packet is decoded, for the rotation); cached per file, size and modification time (`MAX_TABLE_BYTES`)."""
+    packet is decoded, for the rotation); cached per file, size and modification time (`MAX_TABLE_BYTES`).
+
+    ``opened``: ``(container, stream)`` of ``path`` already open (its decoder not yet used), to demux instead of
+    opening the file again; it is then left at its start (an ``FFmpegError`` if it cannot seek back there)."""
     av = import_av()
     stat = os.stat(path)
     key = (path, stat.st_size, stat.st_mtime_ns)
@@ -66,7 +69,7 @@ def frame_table(path):
             return _unpack(_TABLES[key][0])
     if _demux_hook is not None:
         _demux_hook(path)
-    container, stream = open_video(path)
+    container, stream = opened or open_video(path)
     pts, rotation, complete = [], None, True
     try:
         for packet in container.demux(stream):
@@ -84,7 +87,8 @@ def frame_table(path):
     except av.error.FFmpegError:
         pass  # a cut or corrupt file: the packets before the damage
     finally:
-        container.close()
+        if opened is None:
+            container.close()
     table = FrameTable(np.sort(np.asarray(pts, np.int64)) if complete and pts else None, rotation or 0)
     stored, size = _pack(table)
     with _TABLES_LOCK:
@@ -93,7 +97,23 @@ def frame_table(path):
             _TABLE_BYTES[0] += size
         while _TABLES and _TABLE_BYTES[0] > MAX_TABLE_BYTES:
             _TABLE_BYTES[0] -= _TABLES.popitem(last=False)[1][1]
+    if opened is not None:
+        container.seek(0)  # also empties the decoder
     return table
+
+
+def open_with_table(path):
+    """``(container, stream, frame_table(path))`` for a reader, its decoder single-threaded (parallelism comes from
+    concurrent calls); a table not cached yet is read from this container: the file is opened once."""
+    container, stream = open_video(path)
+    try:
+        stream.codec_context.thread_count = 1
+        return container, stream, frame_table(path, (container, stream))
+    except BaseException as err:
+        container.close()
+        if not isinstance(err, import_av().error.FFmpegError):
+            raise
+    return open_with_table(path)  # it could not seek back to the start; the table is cached now
 
 
 def frame_count(stream, table):
@@ -125,11 +145,10 @@ def probe(path):
     Raises:
         VideoDecodeError: the file is missing, empty, not a video or has no video stream/frames.
     """
-    container, stream = open_video(path)
+    container, stream, table = open_with_table(os.fspath(path))
     try:
         ctx = stream.codec_context
         size, fps = (int(ctx.height), int(ctx.width)), stream_fps(stream)
-        table = frame_table(os.fspath(path))
         num_frames = frame_count(stream, table)
     finally:
         container.close()

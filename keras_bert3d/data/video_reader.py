@@ -1,22 +1,21 @@
 """Decoding frames from video files with PyAV: probe a file, read the frames a clip needs.
 
 `read_frames` seeks to the keyframe before the first frame a clip needs and decodes forward only to the last
-one, so a 32-frame clip from a long video costs about one GOP plus the clip; in that lead-in the frames nothing
-refers to (most B-frames) are not decoded (``skip_frame``), which leaves every other frame as it was. Every call
-opens its own container, once (a sampler may choose the frames from the count found there), so `tf.data` may call
-it from many threads at once. Frames are converted to RGB once, into the array returned, at the video's size: the
-resize to the model's frame size stays `keras_bert3d.data.transforms.resize`'s exact bilinear rule (FFmpeg's
-swscale shrinks with a wider filter and other chroma siting: 3-4.5 grey levels off on average, up to 134).
+one (about one GOP plus the clip), not decoding the lead-in frames nothing refers to (most B-frames;
+``skip_frame``: every other frame stays as it was). Each call opens the file once (a sampler may choose the
+frames from the count found there), so `tf.data` may call it from many threads at once. Frames go to RGB once,
+into the array returned, at the video's size: the resize to the model's frame size stays
+`keras_bert3d.data.transforms.resize`'s exact bilinear rule (FFmpeg's swscale shrinks with a wider filter and
+other chroma siting: 3-4.5 grey levels off on average, up to 134).
 
 Frame ``i`` (0-based) is the ``i``-th frame in presentation order, as a frame extractor numbers them
-(`keras_bert3d.data.frame_timing`, which also has `probe`). A rotation flag in the container (a phone's portrait
-video) is applied: frames come out upright. Opening a file and its errors: `keras_bert3d.data.video_container`.
+(`keras_bert3d.data.frame_timing`, which also has `probe`). A rotation flag (a phone's portrait video) is
+applied: frames come out upright. Opening a file and its errors: `keras_bert3d.data.video_container`.
 
-Every failure is a `VideoDecodeError` (a ``ValueError``) whose message names the file and the reason:
-missing, empty, not a video, no video stream, truncated, too few frames. A file that breaks mid-stream
-(corrupt packets after good ones, a cut tail) decodes up to the damage; the error of a clip that needs
-frames past it says where the damage is and carries ``decodable`` (the frames before it), so a caller may
-use that part instead (`keras_bert3d.data.pipeline` does when it holds a clip).
+Every failure is a `VideoDecodeError` (a ``ValueError``) naming the file and the reason: missing, empty, not
+a video, no video stream, truncated, too few frames. A file that breaks mid-stream (corrupt packets, a cut
+tail) decodes up to the damage; the error of a clip that needs frames past it says where and carries
+``decodable`` (the frames before it), so a caller may use that part (`keras_bert3d.data.pipeline` does).
 """
 import collections
 import itertools
@@ -25,7 +24,7 @@ import typing
 
 import numpy as np
 
-from keras_bert3d.data.frame_timing import Clock, frame_count, frame_table, packets_end, probe
+from keras_bert3d.data.frame_timing import Clock, frame_count, frame_table, open_with_table, packets_end, probe
 from keras_bert3d.data.video_container import (VideoDecodeError, VideoInfo, check_frame_indices, check_frame_pixels,
                                               import_av, open_video)
 
@@ -143,11 +142,10 @@ def read_frames(path, indices):
     choose = indices if callable(indices) else None
     if choose is None:
         indices = check_frame_indices(np.asarray(indices, dtype=np.int64).reshape(-1))
-    container, stream = open_video(path)
+    container, stream, table = open_with_table(path)
     try:
         height, width = stream.codec_context.height, stream.codec_context.width
         known = stream.frames
-        table = frame_table(path) if choose is not None else None
         if choose is not None:  # the frame count as `probe` gives it
             if not frame_count(stream, table):
                 raise VideoDecodeError(path, "has no video frames")
@@ -157,8 +155,6 @@ def read_frames(path, indices):
         first, last = int(indices.min()), int(indices.max())
         if known and last >= known:
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
-        stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
-        table = table or frame_table(path)
         end = packets_end(table.pts, known)  # frames from here on have no (complete) packet
         rows = collections.defaultdict(list)  # frame -> the rows of `out` that show it
         for row, index in enumerate(indices.tolist()):
@@ -204,14 +200,12 @@ def stream_clips(path, clips, transform=None):
     rows = rows.tolist()
     uses = collections.Counter(i for row in rows for i in set(row))  # clips still to yield that need each frame
     first, last = min(uses), max(uses)
-    container, stream = open_video(path)
+    container, stream, table = open_with_table(path)
     try:
         height, width = stream.codec_context.height, stream.codec_context.width
         known = stream.frames
         if known and last >= known:
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
-        stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
-        table = frame_table(path)
         end = packets_end(table.pts, known)
         kept, damage, seen, k = {}, [], -1, 0
         try:
@@ -242,11 +236,9 @@ def stream_clips(path, clips, transform=None):
 def count_decodable_frames(path):
     """Decodes the whole video (nothing kept) and returns how many frames decode; for thorough
     checks (`check_videos(..., deep=True)`), slower than `probe`. Raises `VideoDecodeError`."""
-    container, stream = open_video(path)
+    container, stream, table = open_with_table(os.fspath(path))
     try:
-        stream.codec_context.thread_count = 1
         last = -1
-        table = frame_table(os.fspath(path))
         end = packets_end(table.pts, stream.frames)
         for position, _ in _decoded(container, stream, Clock(stream, table.pts), 0, os.fspath(path)):
             if end is not None and position >= end:

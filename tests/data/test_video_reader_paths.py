@@ -82,10 +82,11 @@ def test_lead_in_frames_nothing_refers_to_are_not_decoded(videos, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["bframes.mp4", "mpeg4.avi"])
-def test_every_clip_equals_a_full_decode(videos, name):
+def test_every_clip_equals_a_full_decode(videos, name, monkeypatch):
     reference = full_decode(videos[name])
     rng = np.random.default_rng(3)
-    for start in range(0, NUM_FRAMES - 8, 5):
+    for start in range(0, NUM_FRAMES - 8, 5):  # each read with an empty cache: the table from its own container
+        monkeypatch.setattr(frame_timing, "_TABLES", type(frame_timing._TABLES)())
         indices = rng.permutation(np.arange(start, start + 8))
         np.testing.assert_array_equal(read_frames(videos[name], indices), reference[indices])
         np.testing.assert_array_equal(frame_numbers(reference[indices], NUM_FRAMES), indices)
@@ -101,7 +102,7 @@ def test_one_open_and_one_table_pass_per_file_and_process(videos, fresh_tables, 
     frames, ok = plan.video(path.encode(), -1, 7)  # the frame count is not in the index: read from the file
     assert ok and frames.shape == (8, HEIGHT, WIDTH, 3)
     np.testing.assert_array_equal(frame_numbers(frames, NUM_FRAMES), plan.indices(NUM_FRAMES, 7))
-    assert fresh_tables == [path] and len(opened) == 2  # the table's pass, then the clip
+    assert fresh_tables == [path] and len(opened) == 1  # the table's pass and the clip: one open
     opened.clear()
     for seed in range(3):
         plan.video(path.encode(), -1, seed)
@@ -143,3 +144,19 @@ def test_frames_of_the_model_size_are_not_resized(videos):
     from keras_bert3d.data import transforms
 
     np.testing.assert_array_equal(transforms.resize(raw, [HEIGHT, WIDTH]).numpy(), raw)  # the resize is the identity
+
+
+def test_a_container_that_cannot_seek_back_after_the_table_pass_is_opened_again(videos, fresh_tables, monkeypatch):
+    real, failed = frame_timing.frame_table, []
+
+    def seek_fails_once(path, opened=None):
+        table = real(path, opened)
+        if opened is not None and not failed:
+            failed.append(path)
+            raise av.error.FFmpegError(22, "cannot seek")
+        return table
+
+    monkeypatch.setattr(frame_timing, "frame_table", seek_fails_once)
+    path = str(videos["bframes.mp4"])
+    np.testing.assert_array_equal(frame_numbers(read_frames(path, [0, 3, 1]), NUM_FRAMES), [0, 3, 1])
+    assert failed == [path] and fresh_tables == [path]  # the table was read once, the clip from a fresh open

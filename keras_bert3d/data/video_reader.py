@@ -31,6 +31,10 @@ from keras_bert3d.data.video_container import (VideoDecodeError, VideoInfo, chec
 # Called as ``_frame_hook(path, frame_index)`` for every frame the decoder outputs; tests set it
 # to count decoded frames. None in normal use.
 _frame_hook = None
+# Decoders whose ``skip_frame="NONREF"`` leaves out only frames no other frame uses (H.264's nal_ref_idc 0, the
+# B-frames of MPEG-1/2/4, VP8's frames that refresh no reference); the lead-in of other codecs (HEVC's sub-layer
+# non-reference pictures may still be referenced by a higher sub-layer) is decoded in full.
+LEAD_IN_SKIP_CODECS = ("h264", "mpeg4", "mpeg1video", "mpeg2video", "vp8")
 
 
 def _seek_packets(container, stream, clock, first):
@@ -68,6 +72,7 @@ def _decoded(container, stream, clock, first, path, damage=None, lead_in=False):
     if from_start:
         packets = container.demux(stream)
     position, context, skipped, skipping = -1, stream.codec_context, False, False
+    lead_in = lead_in and context.name in LEAD_IN_SKIP_CODECS
     try:
         for packet in packets:
             if lead_in:  # no reference frame is skipped, so the frames decoded are the same

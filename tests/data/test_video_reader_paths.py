@@ -160,3 +160,21 @@ def test_a_container_that_cannot_seek_back_after_the_table_pass_is_opened_again(
     path = str(videos["bframes.mp4"])
     np.testing.assert_array_equal(frame_numbers(read_frames(path, [0, 3, 1]), NUM_FRAMES), [0, 3, 1])
     assert failed == [path] and fresh_tables == [path]  # the table was read once, the clip from a fresh open
+
+
+def test_the_lead_in_of_other_codecs_is_decoded_in_full(tmp_path, monkeypatch):
+    path = tmp_path / "hevc.mp4"
+    with av.open(str(path), "w") as container:  # HEVC with B-frames: not in LEAD_IN_SKIP_CODECS
+        stream = container.add_stream("libx265", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.gop_size = WIDTH, HEIGHT, "yuv420p", GOP
+        stream.options = {"x265-params": f"log-level=none:bframes=3:keyint={GOP}:min-keyint={GOP}:scenecut=0"}
+        for frame in noisy(NUM_FRAMES):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    assert "hevc" not in video_reader.LEAD_IN_SKIP_CODECS
+    seen = []
+    monkeypatch.setattr(video_reader, "_frame_hook", lambda _, index: seen.append(index))
+    first = GOP + 9
+    clip = read_frames(path, np.arange(first, first + 4))
+    np.testing.assert_array_equal(clip, full_decode(path)[first:first + 4])
+    assert sorted(i for i in seen if i < first) == list(range(GOP, first))

@@ -25,8 +25,8 @@ class FrameTable(typing.NamedTuple):
 _TABLES = collections.OrderedDict()  # (path, size, mtime) -> (FrameTable or (start, step, count, rotation), bytes)
 _TABLES_LOCK = threading.Lock()
 _TABLE_BYTES = [0]  # what the cached tables hold, about
-MAX_TABLE_BYTES = 64 << 20  # the cache's budget: ~250 000 constant-rate files, or ~45 irregular 2-hour videos
-_ENTRY_BYTES = 256  # a cache entry's own cost (key, tuple), about
+MAX_TABLE_BYTES = 128 << 20  # the cache's budget: ~230 000 constant-rate files, or ~90 irregular 2-hour videos
+_ENTRY_BYTES = 576  # a cache entry's own cost (key with a Kinetics path, tuples, dict slot), measured
 # Called as ``_demux_hook(path)`` for every packet-timestamp pass over a file; tests set it to count the passes.
 _demux_hook = None
 

@@ -181,10 +181,8 @@ def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
         return data, label, elem_seed, ok
 
     def load(data, label, elem_seed, ok):
-        if source == "video":  # frames of the model's size already (a 340x256 Kinetics video at 256x340) stay as they are
-            frames = tf.ensure_shape(data, [None, None, None, 3])
-            frames = tf.cond(tf.reduce_all(tf.shape(frames)[1:3] == frame_size), lambda: frames,
-                             lambda: transforms.resize(frames, frame_size))
+        if source == "video":  # frames of the model's size already (340x256 Kinetics at 256x340) stay as they are
+            frames = transforms.resize(tf.ensure_shape(data, [None, None, None, 3]), frame_size)
         else:
             frames = _decode_frame_files(data, 3 if modality == "rgb" else 1, frame_size)
         return frames, label, elem_seed

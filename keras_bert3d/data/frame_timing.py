@@ -22,9 +22,13 @@ class FrameTable(typing.NamedTuple):
     rotation: int  # the container's display rotation, degrees counterclockwise (a multiple of 90)
 
 
-_TABLES = collections.OrderedDict()  # (path, size, mtime) -> FrameTable, the most recent last
+_TABLES = collections.OrderedDict()  # (path, size, mtime) -> (FrameTable or (start, step, count, rotation), bytes)
 _TABLES_LOCK = threading.Lock()
-MAX_TABLES = 4096  # files whose tables are kept (a 2-hour video's table is ~1.4 MB)
+_TABLE_BYTES = [0]  # what the cached tables hold, about
+MAX_TABLE_BYTES = 128 << 20  # the cache's budget: ~230 000 constant-rate files, or ~90 irregular 2-hour videos
+_ENTRY_BYTES = 576  # a cache entry's own cost (key with a Kinetics path, tuples, dict slot), measured
+# Called as ``_demux_hook(path)`` for every packet-timestamp pass over a file; tests set it to count the passes.
+_demux_hook = None
 
 
 def _rotation(frame):
@@ -32,17 +36,40 @@ def _rotation(frame):
     return rotation % 360 if rotation % 90 == 0 else 0
 
 
-def frame_table(path):
+def _pack(table):
+    """What the cache keeps of ``table``: ``(start, step, count, rotation)`` when its timestamps are evenly spaced,
+    else the table; and its size in bytes."""
+    pts = table.pts
+    if pts is not None and len(pts) > 1:
+        step = int(pts[1] - pts[0])
+        if step > 0 and (np.diff(pts) == step).all():
+            return (int(pts[0]), step, len(pts), table.rotation), _ENTRY_BYTES
+    return table, _ENTRY_BYTES + (pts.nbytes if pts is not None else 0)
+
+
+def _unpack(stored):
+    if isinstance(stored, FrameTable):
+        return stored
+    start, step, count, rotation = stored
+    return FrameTable(start + step * np.arange(count, dtype=np.int64), rotation)
+
+
+def frame_table(path, opened=None):
     """The sorted packet timestamps and the rotation of ``path``'s video stream (demuxed once; only its first
-    packet is decoded, for the rotation); cached per file, size and modification time."""
+    packet is decoded, for the rotation); cached per file, size and modification time (`MAX_TABLE_BYTES`).
+
+    ``opened``: ``(container, stream)`` of ``path`` already open (its decoder not yet used), to demux instead of
+    opening the file again; it is then left at its start (an ``FFmpegError`` if it cannot seek back there)."""
     av = import_av()
     stat = os.stat(path)
     key = (path, stat.st_size, stat.st_mtime_ns)
     with _TABLES_LOCK:
         if key in _TABLES:
             _TABLES.move_to_end(key)
-            return _TABLES[key]
-    container, stream = open_video(path)
+            return _unpack(_TABLES[key][0])
+    if _demux_hook is not None:
+        _demux_hook(path)
+    container, stream = opened or open_video(path)
     pts, rotation, complete = [], None, True
     try:
         for packet in container.demux(stream):
@@ -60,13 +87,38 @@ def frame_table(path):
     except av.error.FFmpegError:
         pass  # a cut or corrupt file: the packets before the damage
     finally:
-        container.close()
+        if opened is None:
+            container.close()
     table = FrameTable(np.sort(np.asarray(pts, np.int64)) if complete and pts else None, rotation or 0)
+    stored, size = _pack(table)
     with _TABLES_LOCK:
-        _TABLES[key] = table
-        while len(_TABLES) > MAX_TABLES:
-            _TABLES.popitem(last=False)
+        if key not in _TABLES:
+            _TABLES[key] = stored, size
+            _TABLE_BYTES[0] += size
+        while _TABLES and _TABLE_BYTES[0] > MAX_TABLE_BYTES:
+            _TABLE_BYTES[0] -= _TABLES.popitem(last=False)[1][1]
+    if opened is not None:
+        container.seek(0)  # also empties the decoder
     return table
+
+
+def open_with_table(path):
+    """``(container, stream, frame_table(path))`` for a reader, its decoder single-threaded (parallelism comes from
+    concurrent calls); a table not cached yet is read from this container: the file is opened once."""
+    container, stream = open_video(path)
+    try:
+        stream.codec_context.thread_count = 1
+        return container, stream, frame_table(path, (container, stream))
+    except BaseException as err:
+        container.close()
+        if not isinstance(err, import_av().error.FFmpegError):
+            raise
+    return open_with_table(path)  # it could not seek back to the start; the table is cached now
+
+
+def frame_count(stream, table):
+    """The number of frames: the container's (``nb_frames``), else the packets counted in ``table``; 0 if neither."""
+    return int(stream.frames) or (len(table.pts) if table.pts is not None else 0)
 
 
 def packets_end(pts, listed):
@@ -93,15 +145,13 @@ def probe(path):
     Raises:
         VideoDecodeError: the file is missing, empty, not a video or has no video stream/frames.
     """
-    container, stream = open_video(path)
+    container, stream, table = open_with_table(os.fspath(path))
     try:
-        num_frames, ctx = stream.frames, stream.codec_context
+        ctx = stream.codec_context
         size, fps = (int(ctx.height), int(ctx.width)), stream_fps(stream)
+        num_frames = frame_count(stream, table)
     finally:
         container.close()
-    table = frame_table(os.fspath(path))
-    if not num_frames:
-        num_frames = len(table.pts) if table.pts is not None else 0
     if not num_frames:
         raise VideoDecodeError(path, "has no video frames")
     if table.rotation in (90, 270):

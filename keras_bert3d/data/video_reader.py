@@ -1,32 +1,40 @@
 """Decoding frames from video files with PyAV: probe a file, read the frames a clip needs.
 
-`read_frames` seeks to the keyframe before the first frame a clip needs and decodes forward only
-to the last one, so a 32-frame clip from a long video costs about one GOP plus the clip. Every call
-opens its own container, so `tf.data` may call it from many threads at once.
+`read_frames` seeks to the keyframe before the first frame a clip needs and decodes forward only to the last
+one (about one GOP plus the clip), not decoding the lead-in frames nothing refers to (most B-frames;
+``skip_frame``: every other frame stays as it was). Each call opens the file once (a sampler may choose the
+frames from the count found there), so `tf.data` may call it from many threads at once. Frames go to RGB once,
+into the array returned, at the video's size: the resize to the model's frame size stays
+`keras_bert3d.data.transforms.resize`'s exact bilinear rule (FFmpeg's swscale shrinks with a wider filter and
+other chroma siting: 3-4.5 grey levels off on average, up to 134).
 
 Frame ``i`` (0-based) is the ``i``-th frame in presentation order, as a frame extractor numbers them
-(`keras_bert3d.data.frame_timing`, which also has `probe`). A rotation flag in the container (a phone's portrait
-video) is applied: frames come out upright. Opening a file and its errors: `keras_bert3d.data.video_container`.
+(`keras_bert3d.data.frame_timing`, which also has `probe`). A rotation flag (a phone's portrait video) is
+applied: frames come out upright. Opening a file and its errors: `keras_bert3d.data.video_container`.
 
-Every failure is a `VideoDecodeError` (a ``ValueError``) whose message names the file and the reason:
-missing, empty, not a video, no video stream, truncated, too few frames. A file that breaks mid-stream
-(corrupt packets after good ones, a cut tail) decodes up to the damage; the error of a clip that needs
-frames past it says where the damage is and carries ``decodable`` (the frames before it), so a caller may
-use that part instead (`keras_bert3d.data.pipeline` does when it holds a clip).
+Every failure is a `VideoDecodeError` (a ``ValueError``) naming the file and the reason: missing, empty, not
+a video, no video stream, truncated, too few frames. A file that breaks mid-stream (corrupt packets, a cut
+tail) decodes up to the damage; the error of a clip that needs frames past it says where and carries
+``decodable`` (the frames before it), so a caller may use that part (`keras_bert3d.data.pipeline` does).
 """
 import collections
+import itertools
 import os
 import typing
 
 import numpy as np
 
-from keras_bert3d.data.frame_timing import Clock, frame_table, packets_end, probe
+from keras_bert3d.data.frame_timing import Clock, frame_count, frame_table, open_with_table, packets_end, probe
 from keras_bert3d.data.video_container import (VideoDecodeError, VideoInfo, check_frame_indices, check_frame_pixels,
                                               import_av, open_video)
 
 # Called as ``_frame_hook(path, frame_index)`` for every frame the decoder outputs; tests set it
 # to count decoded frames. None in normal use.
 _frame_hook = None
+# Decoders whose ``skip_frame="NONREF"`` leaves out only frames no other frame uses (H.264's nal_ref_idc 0, the
+# B-frames of MPEG-1/2/4, VP8's frames that refresh no reference); the lead-in of other codecs (HEVC's sub-layer
+# non-reference pictures may still be referenced by a higher sub-layer) is decoded in full.
+LEAD_IN_SKIP_CODECS = ("h264", "mpeg4", "mpeg1video", "mpeg2video", "vp8")
 
 
 def _seek_packets(container, stream, clock, first):
@@ -42,24 +50,20 @@ def _seek_packets(container, stream, clock, first):
         if head is None or head.pts is None:
             return None
         if head.pts <= target:
-            return _chain(head, packets)
+            return itertools.chain([head], packets)
         # Keyframes are indexed by decode time: the one found is shown after `target`; go earlier.
         offset, step = offset - step, step * 2
     return None
 
 
-def _chain(head, rest):
-    yield head
-    yield from rest
-
-
-def _decoded(container, stream, clock, first, path, damage=None):
+def _decoded(container, stream, clock, first, path, damage=None, lead_in=False):
     """Yields (index, frame) in presentation order from the keyframe at or before frame ``first``.
 
     Decodes from the start (counting frames when they carry no timestamps) when seeking fails or
     its first frame lies past ``first``. A decode error after some frames ends the stream (the
     readable part of a damaged file) and is recorded in ``damage`` (a list, when given); before any
-    frame it is a `VideoDecodeError`."""
+    frame it is a `VideoDecodeError`. ``lead_in=True``: the packets before frame ``first`` (by their
+    timestamps) that no other frame refers to are not decoded, nor yielded."""
     av = import_av()
     packets = _seek_packets(container, stream, clock, first) if first > 0 else None
     from_start = packets is None
@@ -67,18 +71,25 @@ def _decoded(container, stream, clock, first, path, damage=None):
         container.seek(0)
     if from_start:
         packets = container.demux(stream)
-    position = -1
+    position, context, skipped, skipping = -1, stream.codec_context, False, False
+    lead_in = lead_in and context.name in LEAD_IN_SKIP_CODECS
     try:
         for packet in packets:
+            if lead_in:  # no reference frame is skipped, so the frames decoded are the same
+                skip = packet.pts is not None and clock.index(packet.pts) < first
+                if skip != skipping:
+                    context.skip_frame, skipping = ("NONREF" if skip else "DEFAULT"), skip
+                skipped |= skip
             for frame in packet.decode():
                 if frame.pts is not None:
                     index = clock.index(frame.pts)
-                elif from_start or position >= 0:
+                elif (from_start or position >= 0) and not skipped:
                     index = position + 1
                 else:
-                    index = None  # no timestamp on the first frame after a seek
-                if not from_start and position < 0 and (index is None or index > first):
+                    index = None  # no timestamp on the first frame after a seek (or after skipped frames)
+                if (not from_start and position < 0 and (index is None or index > first)) or index is None:
                     container.seek(0)
+                    context.skip_frame = "DEFAULT"
                     yield from _decoded(container, stream, clock, 0, path, damage)
                     return
                 position = index
@@ -93,12 +104,13 @@ def _decoded(container, stream, clock, first, path, damage=None):
 
 
 def _upright(frame, width, height, rotation, path=None):
+    """The frame as uint8 RGB ``(H, W, 3)`` of the header's size, upright (a rotated view when ``rotation``)."""
     if path is not None and (frame.width != width or frame.height != height):
         check_frame_pixels(path, frame.width, frame.height)  # a stream whose frames grow past its header's size
     # threads=1: no swscale thread pool (PyAV 19 starts one per conversion by default). A pool's state copied
     # into a forked worker (keras_bert3d.data.parallel) deadlocks there, and tf.data already decodes in parallel.
     array = frame.to_ndarray(format="rgb24", width=width, height=height, threads=1)
-    return np.ascontiguousarray(np.rot90(array, rotation // 90)) if rotation else array
+    return np.rot90(array, rotation // 90) if rotation else array
 
 
 def _missing_error(path, missing, seen, end, damage, known):
@@ -119,6 +131,8 @@ def read_frames(path, indices):
     """Decodes the frames at ``indices`` (0-based, any order, repeats allowed).
 
     Seeks to the keyframe at or before ``min(indices)`` and decodes forward to ``max(indices)``.
+    ``indices`` may also be a function of the video's frame count (`probe`'s ``num_frames``) that returns
+    them, so a clip sampler opens the file once.
 
     Returns:
         uint8 array ``(len(indices), height, width, 3)``, RGB, in the order of ``indices``.
@@ -130,40 +144,41 @@ def read_frames(path, indices):
     """
     av = import_av()
     path = os.fspath(path)
-    indices = check_frame_indices(np.asarray(indices, dtype=np.int64).reshape(-1))
-    container, stream = open_video(path)
+    choose = indices if callable(indices) else None
+    if choose is None:
+        indices = check_frame_indices(np.asarray(indices, dtype=np.int64).reshape(-1))
+    container, stream, table = open_with_table(path)
     try:
         height, width = stream.codec_context.height, stream.codec_context.width
+        known = stream.frames
+        if choose is not None:  # the frame count as `probe` gives it
+            if not frame_count(stream, table):
+                raise VideoDecodeError(path, "has no video frames")
+            indices = check_frame_indices(np.asarray(choose(frame_count(stream, table)), np.int64).reshape(-1))
         if not indices.size:
             return np.zeros((0, height, width, 3), np.uint8)
-        wanted = set(indices.tolist())
         first, last = int(indices.min()), int(indices.max())
-        known = stream.frames
         if known and last >= known:
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
-        stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
-        table = frame_table(path)
         end = packets_end(table.pts, known)  # frames from here on have no (complete) packet
-        clock = Clock(stream, table.pts)
-        found, damage = {}, []
-        seen = -1
+        rows = collections.defaultdict(list)  # frame -> the rows of `out` that show it
+        for row, index in enumerate(indices.tolist()):
+            rows[index].append(row)
+        size = (width, height) if table.rotation in (90, 270) else (height, width)
+        out, damage, seen = np.empty((indices.size, *size, 3), np.uint8), [], -1
         try:
-            for position, frame in _decoded(container, stream, clock, first, path, damage):
+            for position, frame in _decoded(container, stream, Clock(stream, table.pts), first, path, damage, True):
                 if end is not None and position >= end:
                     break
                 seen = max(seen, position)
-                if position in wanted and position not in found:
-                    found[position] = _upright(frame, width, height, table.rotation, path)
+                if position in rows:
+                    out[rows.pop(position)] = _upright(frame, width, height, table.rotation, path)
                 if position >= last:
                     break
         except av.error.FFmpegError as err:
             raise VideoDecodeError(path, f"truncated or corrupt (cannot decode: {err})", seen + 1) from None
-        missing = sorted(wanted - found.keys())
-        if missing:
-            raise _missing_error(path, missing, seen, end, damage, known)
-        out = np.empty((indices.size, *found[indices[0]].shape), np.uint8)
-        for row, index in enumerate(indices.tolist()):
-            out[row] = found[index]
+        if rows:
+            raise _missing_error(path, sorted(rows), seen, end, damage, known)
         return out
     finally:
         container.close()
@@ -190,18 +205,16 @@ def stream_clips(path, clips, transform=None):
     rows = rows.tolist()
     uses = collections.Counter(i for row in rows for i in set(row))  # clips still to yield that need each frame
     first, last = min(uses), max(uses)
-    container, stream = open_video(path)
+    container, stream, table = open_with_table(path)
     try:
         height, width = stream.codec_context.height, stream.codec_context.width
         known = stream.frames
         if known and last >= known:
             raise VideoDecodeError(path, f"has {known} frames, clip needs index {last}")
-        stream.codec_context.thread_count = 1  # parallelism comes from concurrent calls
-        table = frame_table(path)
         end = packets_end(table.pts, known)
         kept, damage, seen, k = {}, [], -1, 0
         try:
-            for position, frame in _decoded(container, stream, Clock(stream, table.pts), first, path, damage):
+            for position, frame in _decoded(container, stream, Clock(stream, table.pts), first, path, damage, True):
                 if end is not None and position >= end:
                     break
                 seen = max(seen, position)
@@ -228,11 +241,9 @@ def stream_clips(path, clips, transform=None):
 def count_decodable_frames(path):
     """Decodes the whole video (nothing kept) and returns how many frames decode; for thorough
     checks (`check_videos(..., deep=True)`), slower than `probe`. Raises `VideoDecodeError`."""
-    container, stream = open_video(path)
+    container, stream, table = open_with_table(os.fspath(path))
     try:
-        stream.codec_context.thread_count = 1
         last = -1
-        table = frame_table(os.fspath(path))
         end = packets_end(table.pts, stream.frames)
         for position, _ in _decoded(container, stream, Clock(stream, table.pts), 0, os.fspath(path)):
             if end is not None and position >= end:
@@ -277,7 +288,7 @@ def stream_frames(path, damage=None):
             stamp = frame.pts if frame.pts is not None else clock.pts(position)
             origin = stamp if origin is None else origin
             yield StreamedFrame(position, (stamp - origin) * time_base,
-                                _upright(frame, width, height, table.rotation, path))
+                                np.ascontiguousarray(_upright(frame, width, height, table.rotation, path)))
     finally:
         container.close()
 

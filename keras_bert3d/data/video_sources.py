@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from keras_bert3d.data import sampling, sampling_ops, transforms
 from keras_bert3d.data.dropped_records import counted_map, read_shards
-from keras_bert3d.data.video_reader import VideoDecodeError, probe, read_frames
+from keras_bert3d.data.video_reader import VideoDecodeError, read_frames
 
 TFRECORD_SHUFFLE_BUFFER = 256  # parsed examples (JPEG bytes) held for shuffling
 SERVED_CYCLE = 2  # shards a tf.data service worker reads at once (interleaved)
@@ -72,11 +72,18 @@ class ClipPlan:
     def video(self, path, num_frames, seed):
         path = path.decode("utf-8")
         try:
-            num_frames = int(num_frames) if num_frames > 0 else probe(path).num_frames
+            counts = [int(num_frames)] if num_frames > 0 else []  # the index's count, else the file's
+
+            def choose(count):  # called by read_frames with the file open: one open per clip
+                counts.append(count)
+                return self.indices(counts[0], seed)
+
             try:
-                return read_frames(path, self.indices(num_frames, seed)), True
+                return read_frames(path, choose), True
             except VideoDecodeError as err:  # broken mid-stream: the part before the damage, if it holds a clip
-                enough = max(sampling.clip_span(self.clip_len, self.stride), DAMAGED_MIN_FRACTION * num_frames)
+                if not counts:
+                    raise
+                enough = max(sampling.clip_span(self.clip_len, self.stride), DAMAGED_MIN_FRACTION * counts[0])
                 if self.strict or (err.decodable or 0) < enough:
                     raise
                 self.counter.note_damaged(path, err.reason)
@@ -228,7 +235,7 @@ def load_frames(index, source, plan, seeds, frame_size, shuffle, seed, reshuffle
         return data, label, elem_seed, ok
 
     def load(data, label, elem_seed, ok):
-        if source == "video":
+        if source == "video":  # frames of the model's size already (340x256 Kinetics at 256x340) stay as they are
             frames = transforms.resize(tf.ensure_shape(data, [None, None, None, 3]), frame_size)
         else:
             frames = _decode_frame_files(data, 3 if modality == "rgb" else 1, frame_size)

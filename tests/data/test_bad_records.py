@@ -205,11 +205,11 @@ def test_corrupt_jpeg_in_a_frame_folder_counted_and_named(tmp_path):
     assert pipeline.bad_videos.files() == {broken: "corrupt frame file (a JPEG that will not decode)"}
 
 
-def _probe_raising(err):
-    def probe(path):
+def _reader_raising(err):
+    def read_frames(path, indices):
         raise err
 
-    return probe
+    return read_frames
 
 
 def test_pipeline_skips_any_decoder_error_but_not_memory_error(monkeypatch):
@@ -217,10 +217,10 @@ def test_pipeline_skips_any_decoder_error_but_not_memory_error(monkeypatch):
     from keras_bert3d.data.bad_videos import BadVideoCounter
 
     plan = video_sources.ClipPlan("val", 4, 1, False, "center", "rgb", False, BadVideoCounter())
-    monkeypatch.setattr(video_sources, "probe", _probe_raising(RuntimeError("av: Invalid data found")))
+    monkeypatch.setattr(video_sources, "read_frames", _reader_raising(RuntimeError("av: Invalid data found")))
     frames, ok = plan.video(b"/videos/a.mp4", -1, 0)
     assert not ok and frames.shape[0] == 0
     assert plan.counter.files() == {"/videos/a.mp4": "cannot be read (RuntimeError: av: Invalid data found)"}
-    monkeypatch.setattr(video_sources, "probe", _probe_raising(MemoryError()))
+    monkeypatch.setattr(video_sources, "read_frames", _reader_raising(MemoryError()))
     with pytest.raises(MemoryError):
         plan.video(b"/videos/b.mp4", -1, 0)

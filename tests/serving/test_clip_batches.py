@@ -2,7 +2,7 @@
 each frame resized as it decodes; the same pixels as decoding each clip on its own and resizing it."""
 import numpy as np
 
-from keras_bert3d.data import sampling, video_reader
+from keras_bert3d.data import frame_timing, sampling, video_reader
 from keras_bert3d.data.synthetic import numbered_frames, write_video
 from keras_bert3d.serving.video_client import clip_batches, resize_frames
 
@@ -13,8 +13,8 @@ def test_one_pass_a_batch_at_a_time_same_pixels(tmp_path, monkeypatch):
     clips = sampling.eval_clips(150, 8, "cover")
     expected = [resize_frames(video_reader.read_frames(path, row), [24, 30]) for row in clips]
     opened, decoded = [], []
-    real_open = video_reader.open_video
-    monkeypatch.setattr(video_reader, "open_video", lambda p: opened.append(p) or real_open(p))
+    real_open = frame_timing.open_video  # every reader opens a file through frame_timing.open_with_table
+    monkeypatch.setattr(frame_timing, "open_video", lambda p: opened.append(p) or real_open(p))
     monkeypatch.setattr(video_reader, "_frame_hook", lambda p, position: decoded.append(position))
     batches = list(clip_batches(path, clips, batch_size=4, frame_size=[24, 30]))
     assert [len(b) for b in batches] == [4] * (len(clips) // 4) + ([len(clips) % 4] if len(clips) % 4 else [])

@@ -50,23 +50,27 @@ def batches(index, prep, mode, augment, seed):
 @pytest.mark.parametrize("modality,prep", [("rgb", PREP), ("flow", FLOW_PREP)])
 def test_device_batches_equal_the_host_batches(indexes, modality, prep):
     augmenter = ClipAugmenter.from_preprocessing(prep)
-    windows = []
-    for mode, seeds in (("train", (0, 1, 2, 3)), ("val", (None,))):
-        for seed in seeds:
-            host = batches(indexes[modality], prep, mode, "host", seed)
-            device = batches(indexes[modality], prep, mode, "device", seed)
-            assert len(host) == len(device) > 1
-            for (clips, labels), (inputs, device_labels) in zip(host, device):
-                assert inputs["frames"].dtype == "uint8" and inputs["windows"].dtype == "int32"
-                assert np.array_equal(labels, device_labels)
-                assert np.array_equal(np.asarray(augmenter(inputs)), clips.numpy())
-                windows.append(inputs["windows"].numpy())
-    windows = np.concatenate(windows)
     size = prep["crop_size"]
+
+    def compare(mode, seed):
+        host = batches(indexes[modality], prep, mode, "host", seed)
+        device = batches(indexes[modality], prep, mode, "device", seed)
+        assert len(host) == len(device) > 1
+        for (clips, labels), (inputs, device_labels) in zip(host, device):
+            assert inputs["frames"].dtype == "uint8" and inputs["windows"].dtype == "int32"
+            assert np.array_equal(labels, device_labels)
+            assert np.array_equal(np.asarray(augmenter(inputs)), clips.numpy())
+        return np.concatenate([inputs["windows"].numpy() for inputs, _ in device])
+
+    windows = np.concatenate([compare("train", seed) for seed in (0, 1, 2, 3)])
     assert set(windows[:, 4]) == {0, 1} and len({tuple(w[:4]) for w in windows}) > 6  # flips, many windows
-    if min(prep["frame_size"]) == size:  # the 1.0 ratio: S x S windows in train too
-        assert any((w[2], w[3]) == (size, size) for w in windows[:-len(indexes[modality])])
-    assert np.array_equal(windows[-len(indexes[modality]):], [[0, 0, size, size, 0]] * len(indexes[modality]))
+    if min(prep["frame_size"]) == size:  # the 1.0 ratio: S x S windows in train too (1 draw in 10 per clip; the
+        seed = 4  # draws follow TF's global seed, which other tests set: more seeds until one comes)
+        while not any((w[2], w[3]) == (size, size) for w in windows) and seed < 40:
+            windows, seed = compare("train", seed), seed + 1
+        assert any((w[2], w[3]) == (size, size) for w in windows)
+    val = compare("val", None)
+    assert np.array_equal(val, [[0, 0, size, size, 0]] * len(indexes[modality]))
 
 
 def _bytes(spec):

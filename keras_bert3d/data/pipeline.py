@@ -134,7 +134,10 @@ def make_dataset(index, preprocessing, mode="train", batch_size=8, source="auto"
         source: ``"auto"`` (TFRecord for a path, else ``index.source``), ``"video"``, ``"frames"`` or
             ``"tfrecord"``.
         shuffle: shuffle the videos each epoch; None: in train mode only.
-        seed: makes sampling, augmentation and order reproducible; None draws fresh randomness.
+        seed: makes sampling, augmentation and order reproducible; None draws fresh randomness. tf.data's
+            seeded ops also read TensorFlow's global seed, so two processes give the same batches when they
+            set the same one too (``keras.utils.set_random_seed``; `bert3d train` sets ``train.seed``).
+            TFRecord clips without ``reshuffle_each_iteration`` are a function of ``seed`` and the path only.
         reshuffle_each_iteration: True: each new iteration of the dataset (an epoch of ``model.fit``) draws
             new clips, crops and order (from ``seed``: the n-th iteration is the same in every run). False:
             every iteration gives the same elements, so what a consumer reads does not depend on how often

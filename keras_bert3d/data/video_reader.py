@@ -152,9 +152,10 @@ def read_frames(path, indices):
         height, width = stream.codec_context.height, stream.codec_context.width
         known = stream.frames
         if choose is not None:  # the frame count as `probe` gives it
-            if not frame_count(stream, table):
+            count = frame_count(stream, table)
+            if not count:
                 raise VideoDecodeError(path, "has no video frames")
-            indices = check_frame_indices(np.asarray(choose(frame_count(stream, table)), np.int64).reshape(-1))
+            indices = check_frame_indices(np.asarray(choose(count), np.int64).reshape(-1))
         if not indices.size:
             return np.zeros((0, height, width, 3), np.uint8)
         first, last = int(indices.min()), int(indices.max())
